@@ -1,0 +1,7 @@
+"""mmengine glue (imports mmengine, never mmseg/mmpretrain/mmdet).
+
+Importing it registers mmspd's optimizers in mmengine's root registries and
+makes mmengine checkpoints safe to resume under torch's weights-only loading.
+"""
+from . import optimizers  # noqa: F401  (registers AdamSPD, AdamL2SP)
+from . import safe_checkpoint  # noqa: F401  (weights-only resume)

@@ -1,0 +1,175 @@
+"""AdamSPD: Adam with Selective Projection Decay.
+
+From "Rethinking Weight Decay for Robust Fine-Tuning of Foundation Models"
+(Tian, Huang, Kira; NeurIPS 2024, arXiv:2411.01713). Written from the
+algorithm's statement in the paper; no code of the authors' is used.
+"""
+from typing import Dict, List, Optional
+
+import torch
+from torch import Tensor
+
+from ._adam_math import adam_moments_, adam_moments_foreach_
+from ._grouping import group_by_device_and_dtype
+from .anchored_adam import AnchoredAdam, GroupTensors
+
+__all__ = ['AdamSPD', 'adam_spd']
+
+
+class AdamSPD(AnchoredAdam):
+    r"""Adam with Selective Projection Decay toward pretrained anchors.
+
+    For every parameter tensor :math:`p` with anchor :math:`a`, gradient
+    :math:`g` and Adam moments :math:`m, v` (step :math:`t`)::
+
+        m = b1 m + (1 - b1) g ;  v = b2 v + (1 - b2) g^2   (amsgrad: max)
+        q = p - lr / (1 - b1^t) * m / (sqrt(v / (1 - b2^t)) + eps)
+        if  g . (p - a) > 0:                       # drift does not help
+            r = clamp((|q - a| - |p - a|) / |q - a|, 0, 1)      (0 if q == a)
+            q = q - lambda * r * (q - a)
+        p = q
+
+    Norms and the dot product run over the whole tensor. ``weight_decay`` is
+    lambda; there is no other weight decay. With ``lambda = 1`` a selected
+    tensor's distance to its anchor cannot grow; ``lambda = 0`` is Adam.
+
+    The condition and the ratio are computed and applied as tensors: a step
+    never reads a tensor's value on the host (no device synchronisation).
+    Anchors: see :mod:`mmspd.optim.anchored_adam` (``anchor='init'`` or
+    ``'zero'`` per parameter group, saved in the state dict).
+
+    Args: as :class:`~mmspd.optim.anchored_adam.AnchoredAdam`, with
+        ``weight_decay`` the SPD strength lambda.
+
+    Example:
+        >>> opt = AdamSPD(model.parameters(), lr=2e-5, weight_decay=1.0)
+        >>> # new layers: no anchor memory, decay of |W| instead of |W - W0|
+        >>> opt = AdamSPD([dict(params=backbone.parameters()),
+        ...                dict(params=head.parameters(), anchor='zero')],
+        ...               lr=2e-5, weight_decay=1.0)
+    """
+
+    def _update_group(self, group: Dict, tensors: GroupTensors) -> None:
+        beta1, beta2 = group['betas']
+        adam_spd(tensors.params, tensors.grads, tensors.exp_avgs,
+                 tensors.exp_avg_sqs, tensors.max_exp_avg_sqs,
+                 tensors.anchors, tensors.steps,
+                 foreach=group['foreach'] is not False,
+                 amsgrad=group['amsgrad'], beta1=beta1, beta2=beta2,
+                 lr=group['lr'], weight_decay=group['weight_decay'],
+                 eps=group['eps'])
+
+
+def adam_spd(params: List[Tensor], grads: List[Tensor],
+             exp_avgs: List[Tensor], exp_avg_sqs: List[Tensor],
+             max_exp_avg_sqs: Optional[List[Tensor]],
+             anchors: Optional[List[Tensor]], steps: List[float], *,
+             foreach: bool, amsgrad: bool, beta1: float, beta2: float,
+             lr: float, weight_decay: float, eps: float) -> None:
+    """Functional AdamSPD step (see :class:`AdamSPD` for the math).
+
+    Updates ``params`` and the moments in place. ``anchors=None`` means zero
+    anchors; ``max_exp_avg_sqs`` may be ``None`` unless ``amsgrad``. ``steps``
+    are the step counts *after* this step's increment (1 at the first step).
+    ``foreach`` picks the multi-tensor path (same numbers as the loop).
+    """
+    kernel = _multi_tensor_adam_spd if foreach else _single_tensor_adam_spd
+    kernel(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, anchors,
+           steps, amsgrad=amsgrad, beta1=beta1, beta2=beta2, lr=lr,
+           weight_decay=weight_decay, eps=eps)
+
+
+def flat_dot(x: Tensor, y: Tensor) -> Tensor:
+    """Dot product of two same-shape tensors over all elements (0-d).
+
+    Half-precision inputs are accumulated in float32.
+    """
+    if x.dtype in (torch.float16, torch.bfloat16):
+        x, y = x.float(), y.float()
+    return torch.dot(x.reshape(-1), y.reshape(-1))
+
+
+def l2_norm(x: Tensor) -> Tensor:
+    """L2 norm over all elements (0-d); float32 for half precision."""
+    if x.dtype in (torch.float16, torch.bfloat16):
+        return torch.linalg.vector_norm(x, dtype=torch.float32)
+    return torch.linalg.vector_norm(x)
+
+
+def keep_factors(dots: Tensor, deviation_norms: Tensor,
+                 proposal_norms: Tensor, weight_decay: float) -> Tensor:
+    """Per tensor ``1 - lambda * r`` where selected, ``1`` elsewhere.
+
+    ``dots`` is ``g . (p - a)``, ``deviation_norms`` is ``|p - a|`` and
+    ``proposal_norms`` is ``|q - a|``, each with one entry per tensor (or
+    0-d). The new deviation is ``keep * (q - a)``. Computed without reading
+    any value on the host; ``q == a`` gives ``r = 0`` rather than 0/0.
+    """
+    growth = proposal_norms - deviation_norms
+    ratio = (growth / proposal_norms).clamp(0.0, 1.0)
+    ratio = torch.where(proposal_norms > 0, ratio, torch.zeros_like(ratio))
+    selected = dots > 0  # SPD's condition c = -g.(p - a) < 0
+    return 1.0 - weight_decay * ratio * selected
+
+
+def _single_tensor_adam_spd(params, grads, exp_avgs, exp_avg_sqs,
+                            max_exp_avg_sqs, anchors, steps, *, amsgrad,
+                            beta1, beta2, lr, weight_decay, eps) -> None:
+    for i, param in enumerate(params):
+        grad = grads[i]
+        denom, step_size = adam_moments_(
+            grad, exp_avgs[i], exp_avg_sqs[i],
+            max_exp_avg_sqs[i] if amsgrad else None, steps[i], beta1=beta1,
+            beta2=beta2, lr=lr, eps=eps, amsgrad=amsgrad)
+        if weight_decay == 0:
+            param.addcdiv_(exp_avgs[i], denom, value=-step_size)
+            continue
+        anchor = None if anchors is None else anchors[i]
+        # deviation from the anchor before the step: p - a
+        deviation = param if anchor is None else param - anchor
+        dot = flat_dot(grad, deviation)
+        deviation_norm = l2_norm(deviation)
+        # Adam's proposal, as a deviation from the anchor: q - a
+        proposal = torch.addcdiv(deviation, exp_avgs[i], denom,
+                                 value=-step_size)
+        keep = keep_factors(dot, deviation_norm, l2_norm(proposal),
+                            weight_decay)
+        # p = a + (1 - lambda * r) * (q - a)
+        if anchor is None:
+            torch.mul(proposal, keep, out=param)
+        else:
+            torch.addcmul(anchor, proposal, keep, out=param)
+
+
+def _multi_tensor_adam_spd(params, grads, exp_avgs, exp_avg_sqs,
+                           max_exp_avg_sqs, anchors, steps, *, amsgrad, beta1,
+                           beta2, lr, weight_decay, eps) -> None:
+    buckets = group_by_device_and_dtype(params, grads, exp_avgs, exp_avg_sqs,
+                                        max_exp_avg_sqs, anchors, steps)
+    for (b_params, b_grads, b_exp_avgs, b_exp_avg_sqs, b_max_exp_avg_sqs,
+         b_anchors, b_steps) in buckets.values():
+        denoms, neg_step_sizes = adam_moments_foreach_(
+            b_grads, b_exp_avgs, b_exp_avg_sqs, b_max_exp_avg_sqs, b_steps,
+            beta1=beta1, beta2=beta2, lr=lr, eps=eps, amsgrad=amsgrad)
+        if weight_decay == 0:
+            torch._foreach_addcdiv_(b_params, b_exp_avgs, denoms,
+                                    neg_step_sizes)
+            continue
+        # Zero anchors: the deviation is the parameter itself, so the
+        # proposal is built in place in the parameter. Otherwise in a buffer.
+        deviations = (b_params if b_anchors is None else
+                      torch._foreach_sub(b_params, b_anchors))
+        dots = torch.stack(
+            [flat_dot(g, d) for g, d in zip(b_grads, deviations)])
+        deviation_norms = torch.stack([l2_norm(d) for d in deviations])
+        torch._foreach_addcdiv_(deviations, b_exp_avgs, denoms,
+                                neg_step_sizes)
+        proposal_norms = torch.stack([l2_norm(d) for d in deviations])
+        keeps = keep_factors(dots, deviation_norms, proposal_norms,
+                             weight_decay).unbind(0)
+        if b_anchors is None:
+            torch._foreach_mul_(b_params, keeps)
+        else:
+            for param, anchor, proposal, keep in zip(b_params, b_anchors,
+                                                     deviations, keeps):
+                torch.addcmul(anchor, proposal, keep, out=param)

@@ -1,0 +1,310 @@
+"""Base class for Adam variants that pull parameters toward an anchor.
+
+:class:`AnchoredAdam` owns everything :class:`~mmspd.optim.AdamSPD` and
+:class:`~mmspd.optim.AdamL2SP` share: hyper-parameter checks, the per-group
+``anchor`` option, lazily captured anchors stored in the optimizer state, and
+state-dict loading that never re-captures or silently mis-matches an anchor.
+Subclasses implement one method, :meth:`AnchoredAdam._update_group`.
+
+Anchor modes (the ``anchor`` key of every parameter group):
+
+``'init'`` (default)
+    The anchor is the value the parameter has at the first :meth:`step` that
+    updates it, kept in ``optimizer.state[p]['anchor']``. Capturing lazily
+    (not in ``__init__``) means that weights loaded after the optimizer was
+    built, as mmengine's Runner does with ``init_cfg``/``load_from``, become
+    the anchors. The anchors are saved by :meth:`state_dict` and restored by
+    :meth:`load_state_dict`; they are never re-captured after a load.
+``'zero'``
+    The anchor is 0 and nothing is stored: for PEFT modules (LoRA, adapters)
+    and new layers whose pretrained value is zero or meaningless.
+"""
+import math
+import numbers
+import warnings
+from typing import Any, Callable, Dict, Iterable, List, Optional
+
+import torch
+from torch import Tensor
+from torch.optim import Optimizer
+
+from ._adam_math import host_step_value
+
+#: The values the ``anchor`` option of a parameter group may take.
+ANCHOR_MODES = ('init', 'zero')
+
+
+def _is_real(value: Any) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def check_hyperparameters(group: Dict[str, Any], where: str) -> None:
+    """Raise ``ValueError`` naming the first invalid hyper-parameter."""
+    lr = group['lr']
+    if not (_is_real(lr) and math.isfinite(lr) and lr >= 0):
+        raise ValueError(f'Invalid learning rate lr={lr!r} in {where}: '
+                         f'expected a finite number >= 0')
+    eps = group['eps']
+    if not (_is_real(eps) and math.isfinite(eps) and eps > 0):
+        raise ValueError(f'Invalid eps={eps!r} in {where}: expected a finite '
+                         f'number > 0 (it keeps m / sqrt(v) finite where '
+                         f'v == 0)')
+    betas = group['betas']
+    if (isinstance(betas, (str, bytes)) or not hasattr(betas, '__len__')
+            or len(betas) != 2):
+        raise ValueError(f'Invalid betas={betas!r} in {where}: expected a '
+                         f'pair (beta1, beta2)')
+    for i, beta in enumerate(betas):
+        if not (_is_real(beta) and 0.0 <= beta < 1.0):
+            raise ValueError(f'Invalid beta{i + 1}={beta!r} in {where}: '
+                             f'expected a number in [0, 1)')
+    decay = group['weight_decay']
+    if not (_is_real(decay) and math.isfinite(decay) and decay >= 0):
+        raise ValueError(f'Invalid weight_decay={decay!r} in {where}: '
+                         f'expected a finite number >= 0')
+    anchor = group['anchor']
+    if anchor not in ANCHOR_MODES:
+        raise ValueError(f'Invalid anchor={anchor!r} in {where}: expected '
+                         f'one of {", ".join(map(repr, ANCHOR_MODES))}')
+    if not isinstance(group['amsgrad'], bool):
+        raise ValueError(f'Invalid amsgrad={group["amsgrad"]!r} in {where}: '
+                         f'expected True or False')
+    if group['foreach'] not in (None, True, False):
+        raise ValueError(f'Invalid foreach={group["foreach"]!r} in {where}: '
+                         f'expected None, True or False')
+
+
+class GroupTensors:
+    """The tensors of one parameter group that take part in one step.
+
+    All lists are aligned with ``params``. ``anchors`` is ``None`` for a
+    ``'zero'`` group and ``max_exp_avg_sqs`` is ``None`` without amsgrad.
+    """
+
+    def __init__(self) -> None:
+        self.params: List[Tensor] = []
+        self.grads: List[Tensor] = []
+        self.exp_avgs: List[Tensor] = []
+        self.exp_avg_sqs: List[Tensor] = []
+        self.max_exp_avg_sqs: Optional[List[Tensor]] = None
+        self.anchors: Optional[List[Tensor]] = None
+        self.steps: List[float] = []
+
+
+class AnchoredAdam(Optimizer):
+    """Adam plus an anchor per parameter; see the module docstring.
+
+    Args:
+        params: parameters or parameter-group dicts.
+        lr: learning rate (>= 0).
+        betas: Adam's moment coefficients, each in [0, 1).
+        eps: term added to the denominator (> 0).
+        weight_decay: strength of the pull toward the anchor (>= 0); its
+            meaning is the subclass's (lambda for SPD, the L2-SP coefficient).
+        amsgrad: use the running maximum of the second moment.
+        anchor: default anchor mode of the groups, one of
+            :data:`ANCHOR_MODES`.
+        foreach: ``None``/``True`` use the multi-tensor path, ``False`` the
+            per-tensor reference loop. Both give the same numbers.
+
+    Parameters may be float32, float64 or bfloat16 (the per-tensor sums are
+    accumulated in float32). float16 parameters share ``torch.optim.Adam``'s
+    limit: ``(1 - beta2) * g^2`` underflows, so ``m / (sqrt(v) + eps)``
+    overflows; train with mixed precision (float32 master weights) instead.
+    """
+
+    def __init__(self,
+                 params: Iterable,
+                 lr: float = 1e-3,
+                 betas=(0.9, 0.999),
+                 eps: float = 1e-8,
+                 weight_decay: float = 0.0,
+                 amsgrad: bool = False,
+                 *,
+                 anchor: str = 'init',
+                 foreach: Optional[bool] = None) -> None:
+        defaults = dict(lr=lr, betas=betas, eps=eps,
+                        weight_decay=weight_decay, amsgrad=amsgrad,
+                        anchor=anchor, foreach=foreach)
+        check_hyperparameters(defaults, f'{type(self).__name__} arguments')
+        super().__init__(params, defaults)
+
+    # ------------------------------------------------------------------ groups
+    def add_param_group(self, param_group: Dict[str, Any]) -> None:
+        """Add a group (as ``torch.optim.Optimizer``) and validate it."""
+        super().add_param_group(param_group)
+        index = len(self.param_groups) - 1
+        try:
+            check_hyperparameters(self.param_groups[index],
+                                  f'parameter group {index}')
+        except ValueError:
+            self.param_groups.pop()
+            raise
+
+    def __setstate__(self, state: Dict[str, Any]) -> None:
+        super().__setstate__(state)
+        for group in self.param_groups:
+            # State dicts written before a key existed still load.
+            group.setdefault('anchor', 'init')
+            group.setdefault('amsgrad', False)
+            group.setdefault('foreach', None)
+
+    # ----------------------------------------------------------------- anchors
+    @torch.no_grad()
+    def reset_anchors(self) -> int:
+        """Take the current weights as the anchors of every ``'init'`` group.
+
+        For users who load weights after training started (the usual mmengine
+        path does not need this: anchors are captured lazily at the first
+        step). Parameters that were never stepped capture their anchor at
+        their first step as usual. Returns the number of anchors re-taken.
+        """
+        count = 0
+        for group in self.param_groups:
+            if group['anchor'] != 'init':
+                continue
+            for p in group['params']:
+                state = self.state.get(p)
+                if state:
+                    state['anchor'] = p.detach().clone(
+                        memory_format=torch.preserve_format)
+                    count += 1
+        return count
+
+    # -------------------------------------------------------------- state dict
+    def load_state_dict(self, state_dict: Dict[str, Any]) -> None:
+        """Load as ``torch.optim.Optimizer`` does, after checking anchors.
+
+        Raises ``ValueError`` (before changing anything) when a saved anchor's
+        shape differs from its parameter's, when a group's anchor mode is
+        unknown, or when an ``'init'`` parameter has state but no anchor
+        (e.g. a state dict of another optimizer): re-capturing it from the
+        current, already fine-tuned weights would be silently wrong.
+        """
+        self._check_saved_anchors(state_dict)
+        super().load_state_dict(state_dict)
+        for group in self.param_groups:
+            for p in group['params']:
+                state = self.state.get(p)
+                if not state:
+                    continue
+                # Keep step counters on the host: see _adam_math.
+                step = state.get('step')
+                if isinstance(step, Tensor):
+                    state['step'] = step.detach().to('cpu', torch.float32)
+                else:
+                    state['step'] = torch.tensor(float(step),
+                                                 dtype=torch.float32)
+                if group['anchor'] == 'zero' and 'anchor' in state:
+                    warnings.warn(
+                        'a stored anchor was dropped because its parameter '
+                        "is in an anchor='zero' group", stacklevel=2)
+                    del state['anchor']
+
+    def _check_saved_anchors(self, state_dict: Dict[str, Any]) -> None:
+        saved_groups = state_dict.get('param_groups', [])
+        saved_state = state_dict.get('state', {})
+        for group, saved_group in zip(self.param_groups, saved_groups):
+            mode = saved_group.get('anchor', 'init')
+            if mode not in ANCHOR_MODES:
+                raise ValueError(
+                    f'Cannot load optimizer state: a parameter group has '
+                    f'anchor={mode!r}, expected one of '
+                    f'{", ".join(map(repr, ANCHOR_MODES))}')
+            for p, index in zip(group['params'], saved_group['params']):
+                state = saved_state.get(index)
+                if not state:
+                    continue
+                anchor = state.get('anchor')
+                if anchor is None:
+                    if mode == 'init':
+                        raise ValueError(
+                            f'Cannot load optimizer state: parameter {index} '
+                            f"has state but no anchor although its group "
+                            f"uses anchor='init' (a state dict of another "
+                            f'optimizer?); its pretrained anchor cannot be '
+                            f'recovered from the current weights')
+                elif tuple(anchor.shape) != tuple(p.shape):
+                    raise ValueError(
+                        f'Cannot load optimizer state: the anchor of '
+                        f'parameter {index} has shape {tuple(anchor.shape)} '
+                        f'but the parameter has shape {tuple(p.shape)}')
+
+    # -------------------------------------------------------------------- step
+    def _init_state(self, p: Tensor, group: Dict[str, Any]) -> None:
+        state = self.state[p]
+        state['step'] = torch.zeros((), dtype=torch.float32)
+        state['exp_avg'] = torch.zeros_like(
+            p, memory_format=torch.preserve_format)
+        state['exp_avg_sq'] = torch.zeros_like(
+            p, memory_format=torch.preserve_format)
+        if group['amsgrad']:
+            state['max_exp_avg_sq'] = torch.zeros_like(
+                p, memory_format=torch.preserve_format)
+        if group['anchor'] == 'init':
+            state['anchor'] = p.detach().clone(
+                memory_format=torch.preserve_format)
+
+    def _gather(self, group: Dict[str, Any], first_index: int) -> GroupTensors:
+        """Collect the group's parameters that have a gradient this step."""
+        name = type(self).__name__
+        tensors = GroupTensors()
+        if group['amsgrad']:
+            tensors.max_exp_avg_sqs = []
+        if group['anchor'] == 'init':
+            tensors.anchors = []
+        for offset, p in enumerate(group['params']):
+            if p.grad is None:
+                continue
+            index = first_index + offset
+            if p.grad.is_sparse:
+                raise RuntimeError(f'{name} does not support sparse '
+                                   f'gradients (parameter {index}); use a '
+                                   f'dense gradient or torch.optim.SparseAdam')
+            if torch.is_complex(p):
+                raise RuntimeError(f'{name} does not support complex '
+                                   f'parameters (parameter {index})')
+            state = self.state[p]
+            if not state:
+                self._init_state(p, group)
+            if group['amsgrad'] and 'max_exp_avg_sq' not in state:
+                state['max_exp_avg_sq'] = torch.zeros_like(
+                    p, memory_format=torch.preserve_format)
+            if tensors.anchors is not None:
+                if 'anchor' not in state:
+                    raise RuntimeError(
+                        f"{name}: parameter {index} is in an anchor='init' "
+                        f'group but has optimizer state without an anchor '
+                        f'(was its group switched from anchor=\'zero\'?); '
+                        f'call reset_anchors() to anchor it at its current '
+                        f'value')
+                tensors.anchors.append(state['anchor'])
+            state['step'] += 1
+            tensors.params.append(p)
+            tensors.grads.append(p.grad)
+            tensors.exp_avgs.append(state['exp_avg'])
+            tensors.exp_avg_sqs.append(state['exp_avg_sq'])
+            if tensors.max_exp_avg_sqs is not None:
+                tensors.max_exp_avg_sqs.append(state['max_exp_avg_sq'])
+            tensors.steps.append(host_step_value(state['step']))
+        return tensors
+
+    @torch.no_grad()
+    def step(self, closure: Optional[Callable[[], float]] = None):
+        """Perform one optimisation step; return the closure's loss, if any."""
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        first_index = 0
+        for group in self.param_groups:
+            tensors = self._gather(group, first_index)
+            first_index += len(group['params'])
+            if tensors.params:
+                self._update_group(group, tensors)
+        return loss
+
+    def _update_group(self, group: Dict[str, Any],
+                      tensors: GroupTensors) -> None:
+        """Apply one step to ``tensors`` with ``group``'s hyper-parameters."""
+        raise NotImplementedError

@@ -1,0 +1,40 @@
+"""Parameters and gradient streams shared by the optimizer tests."""
+import torch
+
+# Shapes like a small network's: matrices, vectors, a 4-d conv kernel, a
+# scalar-like tensor.
+SHAPES = [(6, 5), (5, ), (3, 2, 2, 2), (1, )]
+
+
+def make_params(dtype=torch.float64, seed=0, shapes=SHAPES):
+    g = torch.Generator().manual_seed(seed)
+    return [
+        torch.nn.Parameter(torch.randn(s, generator=g, dtype=dtype))
+        for s in shapes
+    ]
+
+
+def gradient_stream(shapes=SHAPES, steps=30, seed=1, dtype=torch.float64):
+    """Per step, a list of gradients (``None`` where a tensor gets none).
+
+    Tensor 1 receives no gradient on every third step and tensor 3 none
+    before step 5, so lazily-initialised and skipped parameters are covered.
+    """
+    g = torch.Generator().manual_seed(seed)
+    stream = []
+    for t in range(steps):
+        grads = []
+        for i, s in enumerate(shapes):
+            grad = torch.randn(s, generator=g, dtype=dtype)
+            if (i == 1 and t % 3 == 2) or (i == 3 and t < 5):
+                grad = None
+            grads.append(grad)
+        stream.append(grads)
+    return stream
+
+
+def apply_grads(params, grads):
+    for p, grad in zip(params, grads):
+        p.grad = None if grad is None else grad.to(p.dtype).clone()
+
+
