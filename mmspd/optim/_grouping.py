@@ -30,3 +30,32 @@ def group_by_device_and_dtype(
             for j in range(1, len(lists))
         ]
     return result
+
+
+#: On CPU, foreach ops are a loop over tensors, one op at a time: each op
+#: streams the whole list through memory. Working on chunks of about this
+#: many elements keeps a chunk's tensors in cache across the step's ops.
+CPU_CHUNK_NUMEL = 1 << 18
+
+
+def split_for_cache(device: torch.device, lists: List[Optional[list]],
+                    max_numel: int = CPU_CHUNK_NUMEL) -> List[List[list]]:
+    """Split aligned lists (``lists[0]`` holds tensors) into cache chunks.
+
+    On accelerators the lists are returned whole (one chunk): their foreach
+    kernels are horizontally fused, and more chunks would mean more launches.
+    A tensor larger than ``max_numel`` forms a chunk of its own.
+    """
+    if device.type != 'cpu':
+        return [lists]
+    chunks, start, size = [], 0, 0
+    tensors = lists[0]
+    for i, t in enumerate(tensors):
+        if i > start and size + t.numel() > max_numel:
+            chunks.append(start)
+            start, size = i, 0
+        size += t.numel()
+    chunks.append(start)
+    bounds = chunks + [len(tensors)]
+    return [[None if lst is None else lst[a:b] for lst in lists]
+            for a, b in zip(bounds[:-1], bounds[1:])]

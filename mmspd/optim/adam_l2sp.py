@@ -10,7 +10,7 @@ import torch
 from torch import Tensor
 
 from ._adam_math import adam_moments_, adam_moments_foreach_
-from ._grouping import group_by_device_and_dtype
+from ._grouping import group_by_device_and_dtype, split_for_cache
 from .anchored_adam import AnchoredAdam, GroupTensors
 
 __all__ = ['AdamL2SP', 'adam_l2sp']
@@ -72,8 +72,12 @@ def _multi_tensor_adam_l2sp(params, grads, exp_avgs, exp_avg_sqs,
                             beta1, beta2, lr, weight_decay, eps) -> None:
     buckets = group_by_device_and_dtype(params, grads, exp_avgs, exp_avg_sqs,
                                         max_exp_avg_sqs, anchors, steps)
+    chunks = [
+        chunk for (device, _), lists in buckets.items()
+        for chunk in split_for_cache(device, lists)
+    ]
     for (b_params, b_grads, b_exp_avgs, b_exp_avg_sqs, b_max_exp_avg_sqs,
-         b_anchors, b_steps) in buckets.values():
+         b_anchors, b_steps) in chunks:
         if weight_decay != 0:
             pulls = (b_params if b_anchors is None else
                      torch._foreach_sub(b_params, b_anchors))

@@ -1,0 +1,212 @@
+#!/usr/bin/env python
+"""Benchmark AdamSPD's optimizer step against torch's AdamW in one process.
+
+For each model's parameter shapes (ViT-S/16, ViT-B/16 by default) every
+contender gets its own copy of the same parameters and shares the same
+gradients. Steps are interleaved (each round runs every contender once, in a
+shuffled order) so that machine noise hits all of them alike, and the median
+over rounds is reported, as a time and as ratios against
+``torch.optim.AdamW(foreach=True)`` and ``AdamW(fused=True)``. The table also
+gives each optimizer's state size per parameter byte.
+
+Usage::
+
+    python tools/benchmark_optimizer.py                 # ViT-S/16 + ViT-B/16
+    python tools/benchmark_optimizer.py --models vit-s16 --rounds 30
+    python tools/benchmark_optimizer.py --device cuda --json out.json
+"""
+import argparse
+import json
+import random
+import statistics
+import sys
+import time
+from typing import Callable, Dict, List, Sequence, Tuple
+
+import torch
+
+from mmspd.optim import AdamL2SP, AdamSPD
+
+#: name -> (embedding dim, depth); patch 16, 224x224 input, 1000 classes.
+VIT_CONFIGS = {
+    'vit-s16': (384, 12),
+    'vit-b16': (768, 12),
+    'vit-l16': (1024, 24),
+    'vit-tiny-test': (32, 2),  # for the test-suite: runs in milliseconds
+}
+
+BASELINE_FOREACH = 'AdamW(foreach)'
+BASELINE_FUSED = 'AdamW(fused)'
+DEFAULT_PATH = 'AdamSPD(default)'
+#: Step-time target of the default AdamSPD path on ViT-S (foundation issue).
+TARGET_MODEL, TARGET_RATIO = 'vit-s16', 1.3
+
+
+def vit_param_shapes(embed_dim: int, depth: int, patch: int = 16,
+                     image: int = 224,
+                     num_classes: int = 1000) -> List[Tuple[int, ...]]:
+    """Parameter shapes of a timm/mmpretrain-style ViT (MLP ratio 4)."""
+    d = embed_dim
+    tokens = (image // patch)**2 + 1
+    shapes = [(d, 3, patch, patch), (d, ), (1, 1, d), (1, tokens, d)]
+    for _ in range(depth):
+        shapes += [
+            (d, ), (d, ),  # norm1
+            (3 * d, d), (3 * d, ),  # qkv
+            (d, d), (d, ),  # attention projection
+            (d, ), (d, ),  # norm2
+            (4 * d, d), (4 * d, ),  # mlp fc1
+            (d, 4 * d), (d, ),  # mlp fc2
+        ]
+    shapes += [(d, ), (d, ), (num_classes, d), (num_classes, )]
+    return shapes
+
+
+def contenders(device: torch.device) -> Dict[str, Callable]:
+    """Name -> factory(params) of the optimizers compared."""
+    lr = 1e-4
+    table = {
+        BASELINE_FOREACH: lambda ps: torch.optim.AdamW(
+            ps, lr=lr, weight_decay=0.05, foreach=True),
+        'AdamSPD(loop)': lambda ps: AdamSPD(
+            ps, lr=lr, weight_decay=1.0, foreach=False),
+        DEFAULT_PATH: lambda ps: AdamSPD(ps, lr=lr, weight_decay=1.0),
+        "AdamSPD(anchor='zero')": lambda ps: AdamSPD(
+            ps, lr=lr, weight_decay=1.0, anchor='zero'),
+        'AdamL2SP(default)': lambda ps: AdamL2SP(
+            ps, lr=lr, weight_decay=1e-2),
+    }
+    if _fused_adamw_available(device):
+        table[BASELINE_FUSED] = lambda ps: torch.optim.AdamW(
+            ps, lr=lr, weight_decay=0.05, fused=True)
+    return table
+
+
+def _fused_adamw_available(device: torch.device) -> bool:
+    try:
+        p = torch.nn.Parameter(torch.zeros(2, device=device))
+        p.grad = torch.zeros(2, device=device)
+        torch.optim.AdamW([p], fused=True).step()
+        return True
+    except (RuntimeError, ValueError):
+        return False
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == 'cuda':
+        torch.cuda.synchronize(device)
+
+
+def state_bytes_per_param_byte(optimizer: torch.optim.Optimizer) -> float:
+    """Bytes of optimizer state (step counters excluded) per parameter byte."""
+    params = [p for g in optimizer.param_groups for p in g['params']]
+    param_bytes = sum(p.numel() * p.element_size() for p in params)
+    state_bytes = sum(
+        v.numel() * v.element_size() for s in optimizer.state.values()
+        for k, v in s.items() if torch.is_tensor(v) and k != 'step')
+    return state_bytes / param_bytes
+
+
+def benchmark_model(shapes: Sequence[Tuple[int, ...]], device: torch.device,
+                    rounds: int, warmup: int, seed: int = 0) -> Dict:
+    """Median step time (s) and state ratio of every contender."""
+    gen = torch.Generator().manual_seed(seed)
+    init = [torch.randn(s, generator=gen) * 0.02 for s in shapes]
+    grads = [(torch.randn(s, generator=gen) * 1e-3).to(device)
+             for s in shapes]
+    runs = {}
+    for name, factory in contenders(device).items():
+        params = [torch.nn.Parameter(t.clone().to(device)) for t in init]
+        for p, g in zip(params, grads):
+            p.grad = g  # shared, read-only for every contender
+        runs[name] = factory(params)
+    for optimizer in runs.values():
+        for _ in range(warmup):  # state, anchors, allocator warm-up
+            optimizer.step()
+    times: Dict[str, List[float]] = {name: [] for name in runs}
+    order = list(runs)
+    shuffle = random.Random(seed)
+    for _ in range(rounds):
+        shuffle.shuffle(order)
+        for name in order:
+            _sync(device)
+            start = time.perf_counter()
+            runs[name].step()
+            _sync(device)
+            times[name].append(time.perf_counter() - start)
+    return {
+        name: dict(median_s=statistics.median(times[name]),
+                   state_per_param=state_bytes_per_param_byte(runs[name]))
+        for name in runs
+    }
+
+
+def format_table(model: str, numel: int, results: Dict) -> str:
+    """Markdown table of one model's results."""
+    foreach = results[BASELINE_FOREACH]['median_s']
+    fused = results.get(BASELINE_FUSED, {}).get('median_s')
+    lines = [
+        f'{model}: {numel / 1e6:.1f}M parameters',
+        '',
+        '| optimizer | median step (ms) | vs AdamW(foreach) | vs AdamW(fused) '
+        '| state / param bytes |',
+        '|---|---:|---:|---:|---:|',
+    ]
+    for name, r in results.items():
+        vs_fused = f'{r["median_s"] / fused:.2f}x' if fused else 'n/a'
+        lines.append(f'| {name} | {r["median_s"] * 1e3:.1f} | '
+                     f'{r["median_s"] / foreach:.2f}x | {vs_fused} | '
+                     f'{r["state_per_param"]:.2f} |')
+    return '\n'.join(lines)
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('--models', nargs='+', default=['vit-s16', 'vit-b16'],
+                        choices=sorted(VIT_CONFIGS))
+    parser.add_argument('--rounds', type=int, default=15,
+                        help='timed steps per optimizer (median taken)')
+    parser.add_argument('--warmup', type=int, default=2)
+    parser.add_argument('--device', default='cpu')
+    parser.add_argument('--json', help='also write the results here')
+    args = parser.parse_args(argv)
+    if args.rounds < 1:
+        parser.error(f'--rounds must be >= 1, got {args.rounds}')
+    if args.warmup < 1:
+        parser.error(f'--warmup must be >= 1 (the first step allocates '
+                     f'state), got {args.warmup}')
+    return args
+
+
+def main(argv=None) -> Dict:
+    args = parse_args(argv)
+    device = torch.device(args.device)
+    print(f'torch {torch.__version__}, device {device}, '
+          f'{torch.get_num_threads()} threads, {args.rounds} interleaved '
+          f'rounds (medians)\n')
+    report = {}
+    for model in args.models:
+        shapes = vit_param_shapes(*VIT_CONFIGS[model])
+        numel = sum(torch.Size(s).numel() for s in shapes)
+        results = benchmark_model(shapes, device, args.rounds, args.warmup)
+        report[model] = dict(numel=numel, results=results)
+        print(format_table(model, numel, results), end='\n\n')
+        sys.stdout.flush()
+    if TARGET_MODEL in report:
+        results = report[TARGET_MODEL]['results']
+        ratio = (results[DEFAULT_PATH]['median_s'] /
+                 results[BASELINE_FOREACH]['median_s'])
+        verdict = 'met' if ratio <= TARGET_RATIO else 'NOT met'
+        print(f'target {DEFAULT_PATH} <= {TARGET_RATIO}x {BASELINE_FOREACH} '
+              f'on {TARGET_MODEL}: {ratio:.2f}x, {verdict}')
+    if args.json:
+        with open(args.json, 'w', encoding='utf-8') as f:
+            json.dump(dict(device=str(device), torch=torch.__version__,
+                           threads=torch.get_num_threads(),
+                           rounds=args.rounds, models=report), f, indent=2)
+        print(f'results written to {args.json}')
+    return report
+
+
+if __name__ == '__main__':
+    main()
