@@ -175,15 +175,21 @@ class AnchoredAdam(Optimizer):
     def load_state_dict(self, state_dict: Dict[str, Any]) -> None:
         """Load as ``torch.optim.Optimizer`` does, after checking anchors.
 
-        Raises ``ValueError`` (before changing anything) when a saved anchor's
-        shape differs from its parameter's, when a group's anchor mode is
-        unknown, or when an ``'init'`` parameter has state but no anchor
-        (e.g. a state dict of another optimizer): re-capturing it from the
-        current, already fine-tuned weights would be silently wrong.
+        Hyper-parameters come from the saved groups (as in torch), except
+        the anchor mode: each group keeps the mode this optimizer was built
+        with, which describes its parameters (a state dict of an ``'init'``
+        run loaded into a ``'zero'`` group drops the stored anchors, with a
+        warning). Raises ``ValueError`` (before changing anything) when a
+        saved anchor's shape differs from its parameter's, or when an
+        ``'init'`` parameter has state but no anchor (e.g. a state dict of
+        another optimizer): re-capturing it from the current, already
+        fine-tuned weights would be silently wrong.
         """
         self._check_saved_anchors(state_dict)
+        modes = [group['anchor'] for group in self.param_groups]
         super().load_state_dict(state_dict)
-        for group in self.param_groups:
+        for group, mode in zip(self.param_groups, modes):
+            group['anchor'] = mode
             for p in group['params']:
                 state = self.state.get(p)
                 if not state:
@@ -205,12 +211,7 @@ class AnchoredAdam(Optimizer):
         saved_groups = state_dict.get('param_groups', [])
         saved_state = state_dict.get('state', {})
         for group, saved_group in zip(self.param_groups, saved_groups):
-            mode = saved_group.get('anchor', 'init')
-            if mode not in ANCHOR_MODES:
-                raise ValueError(
-                    f'Cannot load optimizer state: a parameter group has '
-                    f'anchor={mode!r}, expected one of '
-                    f'{", ".join(map(repr, ANCHOR_MODES))}')
+            mode = group['anchor']
             for p, index in zip(group['params'], saved_group['params']):
                 state = saved_state.get(index)
                 if not state:
@@ -245,14 +246,9 @@ class AnchoredAdam(Optimizer):
             state['anchor'] = p.detach().clone(
                 memory_format=torch.preserve_format)
 
-    def _gather(self, group: Dict[str, Any], first_index: int) -> GroupTensors:
-        """Collect the group's parameters that have a gradient this step."""
+    def _check_group(self, group: Dict[str, Any], first_index: int) -> None:
+        """Raise if any parameter of ``group`` cannot be stepped."""
         name = type(self).__name__
-        tensors = GroupTensors()
-        if group['amsgrad']:
-            tensors.max_exp_avg_sqs = []
-        if group['anchor'] == 'init':
-            tensors.anchors = []
         for offset, p in enumerate(group['params']):
             if p.grad is None:
                 continue
@@ -264,6 +260,28 @@ class AnchoredAdam(Optimizer):
             if torch.is_complex(p):
                 raise RuntimeError(f'{name} does not support complex '
                                    f'parameters (parameter {index})')
+            state = self.state.get(p)
+            if group['anchor'] == 'init' and state and 'anchor' not in state:
+                raise RuntimeError(
+                    f"{name}: parameter {index} is in an anchor='init' "
+                    f'group but has optimizer state without an anchor '
+                    f"(was its group switched from anchor='zero'?); "
+                    f'call reset_anchors() to anchor it at its current '
+                    f'value')
+
+    def _gather(self, group: Dict[str, Any]) -> GroupTensors:
+        """Collect (creating state) the group's parameters with a gradient.
+
+        Increments their step counters; call :meth:`_check_group` first.
+        """
+        tensors = GroupTensors()
+        if group['amsgrad']:
+            tensors.max_exp_avg_sqs = []
+        if group['anchor'] == 'init':
+            tensors.anchors = []
+        for p in group['params']:
+            if p.grad is None:
+                continue
             state = self.state[p]
             if not state:
                 self._init_state(p, group)
@@ -271,13 +289,6 @@ class AnchoredAdam(Optimizer):
                 state['max_exp_avg_sq'] = torch.zeros_like(
                     p, memory_format=torch.preserve_format)
             if tensors.anchors is not None:
-                if 'anchor' not in state:
-                    raise RuntimeError(
-                        f"{name}: parameter {index} is in an anchor='init' "
-                        f'group but has optimizer state without an anchor '
-                        f'(was its group switched from anchor=\'zero\'?); '
-                        f'call reset_anchors() to anchor it at its current '
-                        f'value')
                 tensors.anchors.append(state['anchor'])
             state['step'] += 1
             tensors.params.append(p)
@@ -296,10 +307,16 @@ class AnchoredAdam(Optimizer):
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
-        first_index = 0
+        first_indices, first_index = [], 0
         for group in self.param_groups:
-            tensors = self._gather(group, first_index)
+            first_indices.append(first_index)
             first_index += len(group['params'])
+        # Check everything before touching any state, so that an error
+        # leaves the optimizer exactly as it was.
+        for group, first_index in zip(self.param_groups, first_indices):
+            self._check_group(group, first_index)
+        for group, first_index in zip(self.param_groups, first_indices):
+            tensors = self._gather(group)
             if tensors.params:
                 self._update_group(group, tensors)
         return loss
