@@ -8,8 +8,10 @@ arrays plus a table of *functions*, which pickle as ``builtins.getattr``).
 Importing this module (``import mmspd`` does) fixes that without opening the
 unpickler to code execution:
 
-* ``HistoryBuffer`` pickles without its function table. The table is a class
-  attribute rebuilt from code at import time (built-in statistics and every
+* ``HistoryBuffer`` pickles without its function table, and unpickling
+  ignores one if a file carries it (else a crafted file could swap the
+  process-wide table's functions). The table is a class attribute rebuilt
+  from code at import time (built-in statistics and every
   ``@HistoryBuffer.register_statistics`` function), so nothing is lost.
 * Only plain data types are allow-listed in torch's weights-only unpickler:
   ``HistoryBuffer`` itself, numpy arrays, dtypes and scalars, and
@@ -29,7 +31,6 @@ import torch
 from mmengine.logging import HistoryBuffer
 
 _NUMPY_CORE = np._core if hasattr(np, '_core') else np.core  # numpy 2 / 1
-_NUMPY_CORE_NAME = _NUMPY_CORE.__name__
 
 
 def _history_buffer_getstate(self) -> dict:
@@ -37,6 +38,19 @@ def _history_buffer_getstate(self) -> dict:
     state = dict(self.__dict__)
     state.pop('statistics_methods', None)
     return state
+
+
+def _history_buffer_setstate(self, state: dict) -> None:
+    """Restore a ``HistoryBuffer``'s data, never its function table.
+
+    mmengine's own ``__setstate__`` merges a pickled ``statistics_methods``
+    into the table shared by every buffer in the process, so a crafted file
+    could replace ``mean`` with any allow-listed callable. Drop it instead.
+    """
+    state = dict(state)
+    state.pop('statistics_methods', None)
+    self._set_default_statistics()
+    self.__dict__.update(state)
 
 
 def _numpy_dtype_classes() -> list:
@@ -53,10 +67,16 @@ def safe_checkpoint_globals() -> list:
     Each entry is ``(object, 'module.name')`` as pickle writes the name.
     """
     multiarray = _NUMPY_CORE.multiarray
+    # numpy 1 writes numpy.core.*, numpy 2 numpy._core.*: accept both names,
+    # so checkpoints resume across numpy major versions.
+    numpy_functions = [
+        (getattr(multiarray, name), f'{core}.multiarray.{name}')
+        for name in ('_reconstruct', 'scalar')
+        for core in ('numpy.core', 'numpy._core')
+    ]
     return [
         (HistoryBuffer, 'mmengine.logging.history_buffer.HistoryBuffer'),
-        (multiarray._reconstruct, f'{_NUMPY_CORE_NAME}.multiarray._reconstruct'),
-        (multiarray.scalar, f'{_NUMPY_CORE_NAME}.multiarray.scalar'),
+        *numpy_functions,
         (np.ndarray, 'numpy.ndarray'),
         (np.dtype, 'numpy.dtype'),
         (_codecs.encode, '_codecs.encode'),
@@ -66,6 +86,7 @@ def safe_checkpoint_globals() -> list:
 def install() -> None:
     """Apply both changes; idempotent."""
     HistoryBuffer.__getstate__ = _history_buffer_getstate
+    HistoryBuffer.__setstate__ = _history_buffer_setstate
     torch.serialization.add_safe_globals(safe_checkpoint_globals())
 
 

@@ -203,7 +203,7 @@ def test_closure_loss_is_returned():
         return loss
 
     loss = opt.step(closure)
-    assert float(loss) == 3.0
+    assert float(loss.detach()) == 3.0
     assert float(p.detach().sum()) < 3.0
 
 
