@@ -1,0 +1,103 @@
+"""Prepare a config for the launcher it is started with (1..N GPUs or CPUs).
+
+``tools/train.py`` and ``tools/test.py`` call :func:`configure_launch` before
+building the Runner. With GPUs nothing changes: mmengine's own distributed
+set-up (NCCL, DDP on the local device) runs. Without a GPU, a distributed
+launch (``tools/dist_train.sh CONFIG N`` on a laptop or a CPU node) would
+fail inside mmengine, which calls ``torch.cuda.set_device``; instead the
+process group is started here with the gloo backend, and the model is
+wrapped by :class:`~mmspd.engine.model_wrappers.CPUDistributedDataParallel`
+(no device ids, SyncBN reverted to BN).
+"""
+import os
+import subprocess
+
+import torch
+import torch.distributed as dist
+from mmengine.config import Config
+
+#: The ``--launcher`` choices the tools accept (as upstream's tools).
+LAUNCHERS = ('none', 'pytorch', 'slurm', 'mpi')
+
+
+def _slurm_environment() -> None:
+    """Fill torch.distributed's env:// variables from SLURM's (as mmengine)."""
+    nodes = os.environ['SLURM_NODELIST']
+    os.environ.setdefault('MASTER_PORT', '29500')
+    if 'MASTER_ADDR' not in os.environ:
+        os.environ['MASTER_ADDR'] = subprocess.getoutput(
+            f'scontrol show hostname {nodes} | head -n1')
+    os.environ['WORLD_SIZE'] = os.environ['SLURM_NTASKS']
+    os.environ['RANK'] = os.environ['SLURM_PROCID']
+    os.environ['LOCAL_RANK'] = os.environ.get('SLURM_LOCALID', '0')
+
+
+def init_cpu_process_group(launcher: str) -> None:
+    """Join the job's gloo process group (idempotent)."""
+    if dist.is_available() and dist.is_initialized():
+        return
+    if launcher == 'slurm':
+        _slurm_environment()
+    elif launcher == 'mpi':
+        os.environ.setdefault('RANK', os.environ['OMPI_COMM_WORLD_RANK'])
+        os.environ.setdefault('WORLD_SIZE',
+                              os.environ['OMPI_COMM_WORLD_SIZE'])
+        os.environ.setdefault('LOCAL_RANK',
+                              os.environ['OMPI_COMM_WORLD_LOCAL_RANK'])
+    missing = [k for k in ('RANK', 'WORLD_SIZE', 'MASTER_ADDR', 'MASTER_PORT')
+               if k not in os.environ]
+    if missing:
+        raise RuntimeError(f'--launcher {launcher} expects the environment '
+                           f'variables {missing} (set by torchrun, srun or '
+                           f'mpirun)')
+    dist.init_process_group(backend='gloo', init_method='env://')
+
+
+def configure_launch(cfg: Config, launcher: str) -> Config:
+    """Set ``cfg.launcher`` and make a GPU-less distributed launch work.
+
+    Returns ``cfg`` (changed in place). Raises ``ValueError`` for an unknown
+    launcher.
+    """
+    if launcher not in LAUNCHERS:
+        raise ValueError(f'Unknown launcher {launcher!r}: expected one of '
+                         f'{", ".join(LAUNCHERS)}')
+    cfg.launcher = launcher
+    if launcher == 'none' or torch.cuda.is_available():
+        return cfg
+    init_cpu_process_group(launcher)
+    env_cfg = cfg.get('env_cfg') or {}
+    env_cfg.setdefault('dist_cfg', {})['backend'] = 'gloo'
+    cfg.env_cfg = env_cfg
+    wrapper = dict(cfg.get('model_wrapper_cfg') or {})
+    if wrapper.get('type', 'MMDistributedDataParallel') == \
+            'MMDistributedDataParallel':
+        wrapper['type'] = 'CPUDistributedDataParallel'
+        # explicit None: the Runner would otherwise pass [LOCAL_RANK]
+        wrapper['device_ids'] = None
+        wrapper.setdefault('broadcast_buffers', False)
+        wrapper.setdefault('find_unused_parameters',
+                           cfg.get('find_unused_parameters', False))
+    cfg.model_wrapper_cfg = wrapper
+    return cfg
+
+
+def enable_amp(cfg: Config) -> Config:
+    """Switch the config's optimizer wrapper to ``AmpOptimWrapper``.
+
+    Raises ``RuntimeError`` on a machine without a CUDA device (mmengine's
+    AMP wrapper needs one), rather than failing later inside the Runner.
+    """
+    if not torch.cuda.is_available():
+        raise RuntimeError('--amp needs a CUDA device (mmengine\'s '
+                           'AmpOptimWrapper); none is available here')
+    optim_wrapper = cfg.optim_wrapper
+    wrapper_type = optim_wrapper.get('type', 'OptimWrapper')
+    if wrapper_type == 'AmpOptimWrapper':
+        return cfg
+    if wrapper_type != 'OptimWrapper':
+        raise ValueError(f'--amp replaces OptimWrapper by AmpOptimWrapper, '
+                         f'but the config uses {wrapper_type!r}')
+    optim_wrapper.type = 'AmpOptimWrapper'
+    optim_wrapper.setdefault('loss_scale', 'dynamic')
+    return cfg
