@@ -1,11 +1,16 @@
 """mmengine glue (imports mmengine, never mmseg/mmpretrain/mmdet).
 
-Importing it registers mmspd's optimizers in mmengine's root registries and
+Importing it registers mmspd's optimizers, optimizer-wrapper constructor,
+hooks and model wrappers in mmengine's root registries and
 makes mmengine checkpoints safe to resume under torch's weights-only loading.
 """
 from . import optimizers  # noqa: F401  (registers AdamSPD, AdamL2SP)
 from . import safe_checkpoint  # noqa: F401  (weights-only resume)
+from .hooks import SPDMonitorHook
 from .model_wrappers import CPUDistributedDataParallel
 from .optim_wrapper_constructor import SPDOptimWrapperConstructor
 
-__all__ = ['SPDOptimWrapperConstructor', 'CPUDistributedDataParallel']
+__all__ = [
+    'SPDOptimWrapperConstructor', 'CPUDistributedDataParallel',
+    'SPDMonitorHook'
+]

@@ -137,15 +137,20 @@ class SPDOptimWrapperConstructor(DefaultOptimWrapperConstructor):
         Options are the optimizer's constructor arguments after the first;
         values come from the optimizer config, else the signature default.
         """
-        names = list(inspect.signature(optimizer_cls).parameters.items())
+        parameters = list(inspect.signature(optimizer_cls).parameters.values())
         defaults = {
-            name: self.optimizer_cfg.get(name, parameter.default)
-            for name, parameter in names[1:]
+            p.name: self.optimizer_cfg.get(p.name, p.default)
+            for p in parameters[1:]
+            if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
         }
-        return names[0][0], defaults
+        self._accepts_any_option = any(p.kind == p.VAR_KEYWORD
+                                       for p in parameters)
+        return parameters[0].name, defaults
 
     def _check_custom_keys(self, group_options: set) -> None:
         custom_keys = self.paramwise_cfg.get('custom_keys', {})
+        if self._accepts_any_option:  # **kwargs: options cannot be known
+            return
         allowed = set(MULTIPLIER_KEYS) | group_options
         for pattern, options in custom_keys.items():
             if not isinstance(options, dict):

@@ -49,6 +49,12 @@ class AdamSPD(AnchoredAdam):
         ...               lr=2e-5, weight_decay=1.0)
     """
 
+    @torch.no_grad()
+    def step(self, closure=None):
+        """Perform one optimisation step; return the closure's loss, if any."""
+        self._last_ratios: List[Tensor] = []
+        return super().step(closure)
+
     def _update_group(self, group: Dict, tensors: GroupTensors) -> None:
         beta1, beta2 = group['betas']
         adam_spd(tensors.params, tensors.grads, tensors.exp_avgs,
@@ -57,7 +63,28 @@ class AdamSPD(AnchoredAdam):
                  foreach=group['foreach'] is not False,
                  amsgrad=group['amsgrad'], beta1=beta1, beta2=beta2,
                  lr=group['lr'], weight_decay=group['weight_decay'],
-                 eps=group['eps'])
+                 eps=group['eps'], ratios_out=self._last_ratios)
+
+    def projection_statistics(self) -> Dict[str, float]:
+        """What SPD did at the last step, over the tensors it considered.
+
+        ``tensors``: how many tensors SPD considered (those stepped in groups
+        with ``weight_decay > 0``); ``projected_fraction``: the fraction it
+        projected (selected and ``r > 0``); ``mean_ratio``: the mean ``r``
+        of the projected ones (0 if none). The step keeps these as tensors;
+        this call is where they are read (one host synchronisation), so call
+        it at logging time, not every step.
+        """
+        last = getattr(self, '_last_ratios', [])
+        if not last:
+            return dict(tensors=0, projected_fraction=0.0, mean_ratio=0.0)
+        device = last[0].device
+        ratios = torch.cat([r.float().to(device) for r in last]).cpu()
+        projected = int((ratios > 0).sum())
+        return dict(
+            tensors=ratios.numel(),
+            projected_fraction=projected / ratios.numel(),
+            mean_ratio=float(ratios.sum()) / projected if projected else 0.0)
 
 
 def adam_spd(params: List[Tensor], grads: List[Tensor],
@@ -65,18 +92,22 @@ def adam_spd(params: List[Tensor], grads: List[Tensor],
              max_exp_avg_sqs: Optional[List[Tensor]],
              anchors: Optional[List[Tensor]], steps: List[float], *,
              foreach: bool, amsgrad: bool, beta1: float, beta2: float,
-             lr: float, weight_decay: float, eps: float) -> None:
+             lr: float, weight_decay: float, eps: float,
+             ratios_out: Optional[List[Tensor]] = None) -> None:
     """Functional AdamSPD step (see :class:`AdamSPD` for the math).
 
     Updates ``params`` and the moments in place. ``anchors=None`` means zero
     anchors; ``max_exp_avg_sqs`` may be ``None`` unless ``amsgrad``. ``steps``
     are the step counts *after* this step's increment (1 at the first step).
     ``foreach`` picks the multi-tensor path (same numbers as the loop).
+    If ``ratios_out`` is a list, the tensors of per-tensor projection ratios
+    (0 where not projected) are appended to it; with ``weight_decay == 0``
+    SPD is off and nothing is appended.
     """
     kernel = _multi_tensor_adam_spd if foreach else _single_tensor_adam_spd
     kernel(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, anchors,
            steps, amsgrad=amsgrad, beta1=beta1, beta2=beta2, lr=lr,
-           weight_decay=weight_decay, eps=eps)
+           weight_decay=weight_decay, eps=eps, ratios_out=ratios_out)
 
 
 def flat_dot(x: Tensor, y: Tensor) -> Tensor:
@@ -96,25 +127,41 @@ def l2_norm(x: Tensor) -> Tensor:
     return torch.linalg.vector_norm(x)
 
 
-def keep_factors(dots: Tensor, deviation_norms: Tensor,
-                 proposal_norms: Tensor, weight_decay: float) -> Tensor:
-    """Per tensor ``1 - lambda * r`` where selected, ``1`` elsewhere.
+def projection_ratios(dots: Tensor, deviation_norms: Tensor,
+                      proposal_norms: Tensor) -> Tensor:
+    """Per tensor SPD's ratio ``r`` where the condition selects it, else 0.
 
     ``dots`` is ``g . (p - a)``, ``deviation_norms`` is ``|p - a|`` and
     ``proposal_norms`` is ``|q - a|``, each with one entry per tensor (or
-    0-d). The new deviation is ``keep * (q - a)``. Computed without reading
-    any value on the host; ``q == a`` gives ``r = 0`` rather than 0/0.
+    0-d). Computed without reading any value on the host; ``q == a`` gives
+    ``r = 0`` rather than 0/0.
     """
     growth = proposal_norms - deviation_norms
     ratio = (growth / proposal_norms).clamp(0.0, 1.0)
     ratio = torch.where(proposal_norms > 0, ratio, torch.zeros_like(ratio))
     selected = dots > 0  # SPD's condition c = -g.(p - a) < 0
-    return 1.0 - weight_decay * ratio * selected
+    return ratio * selected
+
+
+def keep_factors(dots: Tensor, deviation_norms: Tensor,
+                 proposal_norms: Tensor, weight_decay: float,
+                 ratios_out: Optional[List[Tensor]] = None) -> Tensor:
+    """Per tensor ``1 - lambda * r`` (``1`` where not selected).
+
+    The new deviation is ``keep * (q - a)``. Arguments as
+    :func:`projection_ratios`; the ratios are appended to ``ratios_out``
+    when it is given (telemetry, read later by the caller).
+    """
+    ratios = projection_ratios(dots, deviation_norms, proposal_norms)
+    if ratios_out is not None:
+        ratios_out.append(ratios.reshape(-1))
+    return 1.0 - weight_decay * ratios
 
 
 def _single_tensor_adam_spd(params, grads, exp_avgs, exp_avg_sqs,
                             max_exp_avg_sqs, anchors, steps, *, amsgrad,
-                            beta1, beta2, lr, weight_decay, eps) -> None:
+                            beta1, beta2, lr, weight_decay, eps,
+                            ratios_out=None) -> None:
     for i, param in enumerate(params):
         grad = grads[i]
         denom, step_size = adam_moments_(
@@ -133,7 +180,7 @@ def _single_tensor_adam_spd(params, grads, exp_avgs, exp_avg_sqs,
         proposal = torch.addcdiv(deviation, exp_avgs[i], denom,
                                  value=-step_size)
         keep = keep_factors(dot, deviation_norm, l2_norm(proposal),
-                            weight_decay)
+                            weight_decay, ratios_out)
         # p = a + (1 - lambda * r) * (q - a)
         if anchor is None:
             torch.mul(proposal, keep, out=param)
@@ -143,7 +190,8 @@ def _single_tensor_adam_spd(params, grads, exp_avgs, exp_avg_sqs,
 
 def _multi_tensor_adam_spd(params, grads, exp_avgs, exp_avg_sqs,
                            max_exp_avg_sqs, anchors, steps, *, amsgrad, beta1,
-                           beta2, lr, weight_decay, eps) -> None:
+                           beta2, lr, weight_decay, eps,
+                           ratios_out=None) -> None:
     buckets = group_by_device_and_dtype(params, grads, exp_avgs, exp_avg_sqs,
                                         max_exp_avg_sqs, anchors, steps)
     chunks = [
@@ -170,7 +218,7 @@ def _multi_tensor_adam_spd(params, grads, exp_avgs, exp_avg_sqs,
                                 neg_step_sizes)
         proposal_norms = torch.stack([l2_norm(d) for d in deviations])
         keeps = keep_factors(dots, deviation_norms, proposal_norms,
-                             weight_decay).unbind(0)
+                             weight_decay, ratios_out).unbind(0)
         if b_anchors is None:
             torch._foreach_mul_(b_params, keeps)
         else:

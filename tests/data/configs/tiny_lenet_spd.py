@@ -52,3 +52,4 @@ randomness = dict(seed=0)
 log_level = 'INFO'
 load_from = None
 resume = False
+custom_hooks = [dict(type='SPDMonitorHook', interval=1, module_interval=2)]

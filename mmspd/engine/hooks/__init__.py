@@ -1,0 +1,3 @@
+from .spd_monitor_hook import SPDMonitorHook
+
+__all__ = ['SPDMonitorHook']
