@@ -221,3 +221,39 @@ def test_learns_a_regression_problem():
         opt.step()
         first = float(loss.detach()) if first is None else first
     assert float(loss.detach()) < 0.1 * first
+
+
+@pytest.mark.parametrize('foreach', [False, True])
+def test_projection_statistics_count_what_the_reference_projected(foreach):
+    params = make_params()
+    ref = ReferenceAdamSPD(params, lr=0.05, weight_decay=1.0)
+    opt = AdamSPD(params, lr=0.05, weight_decay=1.0, foreach=foreach)
+    assert opt.projection_statistics() == dict(
+        tensors=0, projected_fraction=0.0, mean_ratio=0.0)
+    seen_projection = False
+    for grads in gradient_stream(steps=30):
+        apply_grads(params, grads)
+        fired_before = ref.fired
+        opt.step()
+        ref.step(grads)
+        stats = opt.projection_statistics()
+        stepped = sum(g is not None for g in grads)
+        assert stats['tensors'] == stepped
+        projected = round(stats['projected_fraction'] * stepped)
+        assert projected == ref.fired - fired_before
+        if projected:
+            seen_projection = True
+            assert 0.0 < stats['mean_ratio'] <= 1.0
+        else:
+            assert stats['mean_ratio'] == 0.0
+    assert seen_projection
+
+
+def test_projection_statistics_skip_groups_without_spd():
+    params = make_params()
+    opt = AdamSPD([dict(params=params[:2], weight_decay=0.0),
+                   dict(params=params[2:])], lr=0.05, weight_decay=1.0)
+    apply_grads(params, gradient_stream(steps=1)[0])
+    opt.step()
+    # tensor 3 has no gradient at step 0, so only tensor 2 was considered
+    assert opt.projection_statistics()['tensors'] == 1
