@@ -38,3 +38,18 @@ def apply_grads(params, grads):
         p.grad = None if grad is None else grad.to(p.dtype).clone()
 
 
+
+
+#: The three kernels of the optimizers, as constructor keywords.
+KERNELS = {
+    'loop': dict(foreach=False),
+    'foreach': dict(fused=False),
+    'fused': dict(fused=True),
+}
+
+
+def max_scaled_ulps(a, b):
+    """Largest |a - b| in float32 ulps of the tensor's scale (max |a|)."""
+    a, b = a.detach(), b.detach()
+    scale = a.abs().max().clamp_min(1e-30)
+    return float((a - b).abs().max() / (torch.finfo(a.dtype).eps * scale))

@@ -70,6 +70,8 @@ def contenders(device: torch.device) -> Dict[str, Callable]:
             ps, lr=lr, weight_decay=0.05, foreach=True),
         'AdamSPD(loop)': lambda ps: AdamSPD(
             ps, lr=lr, weight_decay=1.0, foreach=False),
+        'AdamSPD(foreach)': lambda ps: AdamSPD(
+            ps, lr=lr, weight_decay=1.0, fused=False),
         DEFAULT_PATH: lambda ps: AdamSPD(ps, lr=lr, weight_decay=1.0),
         "AdamSPD(anchor='zero')": lambda ps: AdamSPD(
             ps, lr=lr, weight_decay=1.0, anchor='zero'),

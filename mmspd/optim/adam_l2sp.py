@@ -11,7 +11,8 @@ from torch import Tensor
 
 from ._adam_math import adam_moments_, adam_moments_foreach_
 from ._grouping import group_by_device_and_dtype, split_for_cache
-from .anchored_adam import AnchoredAdam, GroupTensors
+from .adam_spd import _scratch_like
+from .anchored_adam import AnchoredAdam, GroupTensors, select_kernel
 
 __all__ = ['AdamL2SP', 'adam_l2sp']
 
@@ -33,7 +34,7 @@ class AdamL2SP(AnchoredAdam):
         adam_l2sp(tensors.params, tensors.grads, tensors.exp_avgs,
                   tensors.exp_avg_sqs, tensors.max_exp_avg_sqs,
                   tensors.anchors, tensors.steps,
-                  foreach=group['foreach'] is not False,
+                  kernel=select_kernel(group, tensors.params),
                   amsgrad=group['amsgrad'], beta1=beta1, beta2=beta2,
                   lr=group['lr'], weight_decay=group['weight_decay'],
                   eps=group['eps'])
@@ -43,11 +44,15 @@ def adam_l2sp(params: List[Tensor], grads: List[Tensor],
               exp_avgs: List[Tensor], exp_avg_sqs: List[Tensor],
               max_exp_avg_sqs: Optional[List[Tensor]],
               anchors: Optional[List[Tensor]], steps: List[float], *,
-              foreach: bool, amsgrad: bool, beta1: float, beta2: float,
+              kernel: str, amsgrad: bool, beta1: float, beta2: float,
               lr: float, weight_decay: float, eps: float) -> None:
     """Functional AdamL2SP step; arguments as :func:`mmspd.optim.adam_spd`."""
-    kernel = _multi_tensor_adam_l2sp if foreach else _single_tensor_adam_l2sp
-    kernel(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, anchors,
+    kernels = dict(loop=_single_tensor_adam_l2sp,
+                   foreach=_multi_tensor_adam_l2sp, fused=_fused_adam_l2sp)
+    if kernel not in kernels:
+        raise ValueError(f'Unknown kernel {kernel!r}: expected one of '
+                         f'{", ".join(kernels)}')
+    kernels[kernel](params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, anchors,
            steps, amsgrad=amsgrad, beta1=beta1, beta2=beta2, lr=lr,
            weight_decay=weight_decay, eps=eps)
 
@@ -86,3 +91,28 @@ def _multi_tensor_adam_l2sp(params, grads, exp_avgs, exp_avg_sqs,
             b_grads, b_exp_avgs, b_exp_avg_sqs, b_max_exp_avg_sqs, b_steps,
             beta1=beta1, beta2=beta2, lr=lr, eps=eps, amsgrad=amsgrad)
         torch._foreach_addcdiv_(b_params, b_exp_avgs, denoms, neg_step_sizes)
+
+
+def _fused_adam_l2sp(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs,
+                     anchors, steps, *, amsgrad, beta1, beta2, lr,
+                     weight_decay, eps) -> None:
+    """``g + lambda * (p - a)`` per cache-sized chunk, then torch's fused
+    Adam kernel on it."""
+    buckets = group_by_device_and_dtype(params, grads, exp_avgs, exp_avg_sqs,
+                                        max_exp_avg_sqs, anchors, steps)
+    for (device, _), lists in buckets.items():
+        for (b_params, b_grads, b_exp_avgs, b_exp_avg_sqs, b_max_exp_avg_sqs,
+             b_anchors, b_steps) in split_for_cache(device, lists):
+            if weight_decay != 0:
+                pulled = _scratch_like(b_params)
+                for g, p, out, i in zip(b_grads, b_params, pulled,
+                                        range(len(b_params))):
+                    pull = p if b_anchors is None else p - b_anchors[i]
+                    torch.add(g, pull, alpha=weight_decay, out=out)
+                b_grads = pulled
+            torch._fused_adam_(
+                b_params, b_grads, b_exp_avgs, b_exp_avg_sqs,
+                b_max_exp_avg_sqs if amsgrad else [],
+                [torch.tensor(float(s)) for s in b_steps], amsgrad=amsgrad,
+                lr=lr, beta1=beta1, beta2=beta2, weight_decay=0.0, eps=eps,
+                maximize=False)

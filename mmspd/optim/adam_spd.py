@@ -11,7 +11,7 @@ from torch import Tensor
 
 from ._adam_math import adam_moments_, adam_moments_foreach_
 from ._grouping import group_by_device_and_dtype, split_for_cache
-from .anchored_adam import AnchoredAdam, GroupTensors
+from .anchored_adam import AnchoredAdam, GroupTensors, select_kernel
 
 __all__ = ['AdamSPD', 'adam_spd']
 
@@ -60,7 +60,7 @@ class AdamSPD(AnchoredAdam):
         adam_spd(tensors.params, tensors.grads, tensors.exp_avgs,
                  tensors.exp_avg_sqs, tensors.max_exp_avg_sqs,
                  tensors.anchors, tensors.steps,
-                 foreach=group['foreach'] is not False,
+                 kernel=select_kernel(group, tensors.params),
                  amsgrad=group['amsgrad'], beta1=beta1, beta2=beta2,
                  lr=group['lr'], weight_decay=group['weight_decay'],
                  eps=group['eps'], ratios_out=self._last_ratios)
@@ -91,7 +91,7 @@ def adam_spd(params: List[Tensor], grads: List[Tensor],
              exp_avgs: List[Tensor], exp_avg_sqs: List[Tensor],
              max_exp_avg_sqs: Optional[List[Tensor]],
              anchors: Optional[List[Tensor]], steps: List[float], *,
-             foreach: bool, amsgrad: bool, beta1: float, beta2: float,
+             kernel: str, amsgrad: bool, beta1: float, beta2: float,
              lr: float, weight_decay: float, eps: float,
              ratios_out: Optional[List[Tensor]] = None) -> None:
     """Functional AdamSPD step (see :class:`AdamSPD` for the math).
@@ -99,13 +99,19 @@ def adam_spd(params: List[Tensor], grads: List[Tensor],
     Updates ``params`` and the moments in place. ``anchors=None`` means zero
     anchors; ``max_exp_avg_sqs`` may be ``None`` unless ``amsgrad``. ``steps``
     are the step counts *after* this step's increment (1 at the first step).
-    ``foreach`` picks the multi-tensor path (same numbers as the loop).
+    ``kernel`` is ``'loop'`` (the readable reference), ``'foreach'``
+    (multi-tensor) or ``'fused'`` (CPU, on torch's fused Adam kernel); all
+    give the same numbers to float32 rounding.
     If ``ratios_out`` is a list, the tensors of per-tensor projection ratios
     (0 where not projected) are appended to it; with ``weight_decay == 0``
     SPD is off and nothing is appended.
     """
-    kernel = _multi_tensor_adam_spd if foreach else _single_tensor_adam_spd
-    kernel(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, anchors,
+    kernels = dict(loop=_single_tensor_adam_spd,
+                   foreach=_multi_tensor_adam_spd, fused=_fused_adam_spd)
+    if kernel not in kernels:
+        raise ValueError(f'Unknown kernel {kernel!r}: expected one of '
+                         f'{", ".join(kernels)}')
+    kernels[kernel](params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, anchors,
            steps, amsgrad=amsgrad, beta1=beta1, beta2=beta2, lr=lr,
            weight_decay=weight_decay, eps=eps, ratios_out=ratios_out)
 
@@ -225,3 +231,65 @@ def _multi_tensor_adam_spd(params, grads, exp_avgs, exp_avg_sqs,
             for param, anchor, proposal, keep in zip(b_params, b_anchors,
                                                      deviations, keeps):
                 torch.addcmul(anchor, proposal, keep, out=param)
+
+
+def _fused_adam_spd(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs,
+                    anchors, steps, *, amsgrad, beta1, beta2, lr,
+                    weight_decay, eps, ratios_out=None) -> None:
+    """Adam's part in torch's fused kernel (one pass), SPD's around it.
+
+    Per cache-sized chunk: ``p - a`` into a scratch buffer with its dot and
+    norm, the fused Adam update of ``p`` to ``q``, ``q - a`` into the same
+    scratch buffer with its norm, then ``p = a + keep * (q - a)``. Only the
+    fused pass and the first read of a chunk touch main memory.
+    """
+    buckets = group_by_device_and_dtype(params, grads, exp_avgs, exp_avg_sqs,
+                                        max_exp_avg_sqs, anchors, steps)
+    for (device, _), lists in buckets.items():
+        for (b_params, b_grads, b_exp_avgs, b_exp_avg_sqs, b_max_exp_avg_sqs,
+             b_anchors, b_steps) in split_for_cache(device, lists):
+            step_tensors = [torch.tensor(float(s)) for s in b_steps]
+
+            def fused_adam():
+                torch._fused_adam_(
+                    b_params, b_grads, b_exp_avgs, b_exp_avg_sqs,
+                    b_max_exp_avg_sqs if amsgrad else [], step_tensors,
+                    amsgrad=amsgrad, lr=lr, beta1=beta1, beta2=beta2,
+                    weight_decay=0.0, eps=eps, maximize=False)
+
+            if weight_decay == 0:
+                fused_adam()
+                continue
+            if b_anchors is None:
+                deviations = b_params  # zero anchors: p - a is p itself
+            else:
+                deviations = _scratch_like(b_params)
+                for p, a, d in zip(b_params, b_anchors, deviations):
+                    torch.sub(p, a, out=d)
+            dots = torch.stack(
+                [flat_dot(g, d) for g, d in zip(b_grads, deviations)])
+            deviation_norms = torch.stack([l2_norm(d) for d in deviations])
+            fused_adam()
+            if b_anchors is not None:
+                for p, a, d in zip(b_params, b_anchors, deviations):
+                    torch.sub(p, a, out=d)
+            proposal_norms = torch.stack([l2_norm(d) for d in deviations])
+            keeps = keep_factors(dots, deviation_norms, proposal_norms,
+                                 weight_decay, ratios_out).unbind(0)
+            if b_anchors is None:
+                torch._foreach_mul_(b_params, keeps)
+            else:
+                for param, anchor, proposal, keep in zip(
+                        b_params, b_anchors, deviations, keeps):
+                    torch.addcmul(anchor, proposal, keep, out=param)
+
+
+def _scratch_like(tensors: List[Tensor]) -> List[Tensor]:
+    """Uninitialised tensors shaped like ``tensors``, in one allocation."""
+    flat = torch.empty(sum(t.numel() for t in tensors),
+                       dtype=tensors[0].dtype, device=tensors[0].device)
+    views, offset = [], 0
+    for t in tensors:
+        views.append(flat[offset:offset + t.numel()].view_as(t))
+        offset += t.numel()
+    return views

@@ -69,9 +69,45 @@ def check_hyperparameters(group: Dict[str, Any], where: str) -> None:
     if not isinstance(group['amsgrad'], bool):
         raise ValueError(f'Invalid amsgrad={group["amsgrad"]!r} in {where}: '
                          f'expected True or False')
-    if group['foreach'] not in (None, True, False):
-        raise ValueError(f'Invalid foreach={group["foreach"]!r} in {where}: '
-                         f'expected None, True or False')
+    for flag in ('foreach', 'fused'):
+        if group[flag] not in (None, True, False):
+            raise ValueError(f'Invalid {flag}={group[flag]!r} in {where}: '
+                             f'expected None, True or False')
+    if group['fused'] and group['foreach'] is False:
+        raise ValueError(f'fused=True and foreach=False in {where} ask for '
+                         f'two different kernels: choose one')
+
+
+def fused_available(device: torch.device, dtype: torch.dtype) -> bool:
+    """Whether the fused kernel serves tensors of this device and dtype.
+
+    It is built on torch's fused Adam kernel on the CPU; on accelerators the
+    multi-tensor (foreach) path is used.
+    """
+    return (device.type == 'cpu' and hasattr(torch, '_fused_adam_')
+            and dtype in (torch.float32, torch.float64, torch.bfloat16))
+
+
+def select_kernel(group: Dict[str, Any], params: List[Tensor]) -> str:
+    """``'fused'``, ``'foreach'`` or ``'loop'`` for one group's step.
+
+    ``fused=None`` (default) takes the fused kernel wherever every tensor of
+    the group supports it, unless ``foreach=False`` asks for the loop;
+    ``fused=True`` requires it.
+    """
+    if group['foreach'] is False:
+        return 'loop'
+    if group['fused'] is False:
+        return 'foreach'
+    supported = all(fused_available(p.device, p.dtype) for p in params)
+    if group['fused'] and not supported:
+        unsupported = sorted({f'{p.device.type}/{p.dtype}' for p in params
+                              if not fused_available(p.device, p.dtype)})
+        raise RuntimeError(f'fused=True but the fused kernel does not serve '
+                           f'{", ".join(unsupported)} parameters (it serves '
+                           f'CPU float32/float64/bfloat16); use fused=None '
+                           f'to fall back to the foreach path')
+    return 'fused' if supported else 'foreach'
 
 
 class GroupTensors:
@@ -104,8 +140,11 @@ class AnchoredAdam(Optimizer):
         amsgrad: use the running maximum of the second moment.
         anchor: default anchor mode of the groups, one of
             :data:`ANCHOR_MODES`.
-        foreach: ``None``/``True`` use the multi-tensor path, ``False`` the
-            per-tensor reference loop. Both give the same numbers.
+        foreach: ``False`` selects the per-tensor reference loop.
+        fused: ``None`` (default) uses the fused kernel where it serves the
+            tensors (CPU) and the multi-tensor ``torch._foreach_*`` path
+            elsewhere; ``True`` requires the fused kernel, ``False`` forbids
+            it. All paths give the same numbers (to float32 rounding).
 
     Parameters may be float32, float64 or bfloat16 (the per-tensor sums are
     accumulated in float32). float16 parameters share ``torch.optim.Adam``'s
@@ -122,10 +161,11 @@ class AnchoredAdam(Optimizer):
                  amsgrad: bool = False,
                  *,
                  anchor: str = 'init',
-                 foreach: Optional[bool] = None) -> None:
+                 foreach: Optional[bool] = None,
+                 fused: Optional[bool] = None) -> None:
         defaults = dict(lr=lr, betas=betas, eps=eps,
                         weight_decay=weight_decay, amsgrad=amsgrad,
-                        anchor=anchor, foreach=foreach)
+                        anchor=anchor, foreach=foreach, fused=fused)
         check_hyperparameters(defaults, f'{type(self).__name__} arguments')
         super().__init__(params, defaults)
 
@@ -148,6 +188,7 @@ class AnchoredAdam(Optimizer):
             group.setdefault('anchor', 'init')
             group.setdefault('amsgrad', False)
             group.setdefault('foreach', None)
+            group.setdefault('fused', None)
 
     # ----------------------------------------------------------------- anchors
     @torch.no_grad()
@@ -268,6 +309,8 @@ class AnchoredAdam(Optimizer):
                     f"(was its group switched from anchor='zero'?); "
                     f'call reset_anchors() to anchor it at its current '
                     f'value')
+        # raises if fused=True cannot be honoured
+        select_kernel(group, [p for p in group['params'] if p.grad is not None])
 
     def _gather(self, group: Dict[str, Any]) -> GroupTensors:
         """Collect (creating state) the group's parameters with a gradient.

@@ -5,13 +5,15 @@ import pytest
 import torch
 
 from mmspd.optim import AdamL2SP
-from tests.optim_helpers import SHAPES, apply_grads, gradient_stream, make_params
+from tests.optim_helpers import (KERNELS, SHAPES, apply_grads,
+                                 gradient_stream, make_params,
+                                 max_scaled_ulps)
 from tests.reference import ReferenceAdamL2SP
 
 CASES = [
-    # foreach, anchor, amsgrad
-    dict(foreach=f, anchor=a, amsgrad=ams)
-    for f, a, ams in itertools.product((False, True), ('init', 'zero'),
+    # kernel, anchor, amsgrad
+    dict(kernel=k, anchor=a, amsgrad=ams)
+    for k, a, ams in itertools.product(KERNELS, ('init', 'zero'),
                                        (False, True))
 ]
 
@@ -30,7 +32,9 @@ def test_matches_float64_reference(case):
     # or this test checks only Adam.
     plain = ReferenceAdamL2SP(params, lr=0.05, weight_decay=0.0,
                               amsgrad=case['amsgrad'])
-    opt = AdamL2SP(params, lr=0.05, weight_decay=0.5, **case)
+    opt = AdamL2SP(params, lr=0.05, weight_decay=0.5,
+                   anchor=case['anchor'], amsgrad=case['amsgrad'],
+                   **KERNELS[case['kernel']])
     initial = [p.detach().clone() for p in params]
     for grads in gradient_stream(steps=35):
         apply_grads(params, grads)
@@ -55,38 +59,45 @@ def test_matches_float64_reference(case):
         assert ('max_exp_avg_sq' in state) == case['amsgrad']
 
 
+@pytest.mark.parametrize('kernel', ['foreach', 'fused'])
 @pytest.mark.parametrize('anchor', ['init', 'zero'])
 @pytest.mark.parametrize('amsgrad', [False, True])
-def test_foreach_equals_loop_in_float32(anchor, amsgrad):
+def test_fast_kernels_equal_the_loop_in_float32(kernel, anchor, amsgrad):
     loop_params = make_params(torch.float32)
     fast_params = make_params(torch.float32)
     kwargs = dict(lr=0.05, weight_decay=0.5, anchor=anchor, amsgrad=amsgrad)
     loop = AdamL2SP(loop_params, foreach=False, **kwargs)
-    fast = AdamL2SP(fast_params, foreach=True, **kwargs)
+    fast = AdamL2SP(fast_params, **KERNELS[kernel], **kwargs)
     initial = [p.detach().clone() for p in loop_params]
     for grads in gradient_stream(steps=40):
         apply_grads(loop_params, grads)
         apply_grads(fast_params, grads)
         loop.step()
         fast.step()
+    # foreach runs the loop's per-tensor ops: a few ulp per element. The fused
+    # kernel rounds Adam's arithmetic its own way: a few ulp of the tensor's
+    # scale.
     eps32 = torch.finfo(torch.float32).eps
     for a, b, a0 in zip(loop_params, fast_params, initial):
         a, b = a.detach(), b.detach()
         assert not torch.equal(a, a0)  # both really trained
-        ulps = (a - b).abs() / (eps32 * a.abs().clamp_min(1e-6))
-        assert float(ulps.max()) <= 4.0
+        if kernel == 'foreach':
+            ulps = (a - b).abs() / (eps32 * a.abs().clamp_min(1e-6))
+            assert float(ulps.max()) <= 4.0
+        else:
+            assert max_scaled_ulps(a, b) <= 8.0
 
 
-@pytest.mark.parametrize('foreach', [False, True])
+@pytest.mark.parametrize('kernel', KERNELS)
 @pytest.mark.parametrize('anchor', ['init', 'zero'])
 @pytest.mark.parametrize('amsgrad', [False, True])
-def test_zero_weight_decay_is_torch_adam(foreach, anchor, amsgrad):
+def test_zero_weight_decay_is_torch_adam(kernel, anchor, amsgrad):
     l2sp_params = make_params()
     adam_params = make_params()
     l2sp = AdamL2SP(l2sp_params, lr=0.03, weight_decay=0.0, anchor=anchor,
-                    amsgrad=amsgrad, foreach=foreach)
+                    amsgrad=amsgrad, **KERNELS[kernel])
     adam = torch.optim.Adam(adam_params, lr=0.03, amsgrad=amsgrad,
-                            foreach=foreach)
+                            **KERNELS[kernel])
     for grads in gradient_stream(steps=25):
         apply_grads(l2sp_params, grads)
         apply_grads(adam_params, grads)
@@ -96,12 +107,12 @@ def test_zero_weight_decay_is_torch_adam(foreach, anchor, amsgrad):
         torch.testing.assert_close(a, b, rtol=0, atol=1e-12)
 
 
-@pytest.mark.parametrize('foreach', [False, True])
+@pytest.mark.parametrize('kernel', KERNELS)
 @pytest.mark.parametrize('anchor', ['init', 'zero'])
-def test_gradients_are_left_untouched(foreach, anchor):
+def test_gradients_are_left_untouched(kernel, anchor):
     params = make_params()
     opt = AdamL2SP(params, lr=0.05, weight_decay=1.0, anchor=anchor,
-                   foreach=foreach)
+                   **KERNELS[kernel])
     for grads in gradient_stream(steps=6):
         apply_grads(params, grads)
         held = [p.grad for p in params]
@@ -114,16 +125,16 @@ def test_gradients_are_left_untouched(foreach, anchor):
                 assert torch.equal(p.grad, g)  # ...with the same values
 
 
-@pytest.mark.parametrize('foreach', [False, True])
+@pytest.mark.parametrize('kernel', ['loop', 'foreach'])
 @pytest.mark.parametrize('anchor', ['init', 'zero'])
-def test_step_reads_no_tensor_value_on_the_host(foreach, anchor):
+def test_step_reads_no_tensor_value_on_the_host(kernel, anchor):
     """Meta tensors have no values: any .item(), bool() or Python ``if`` on a
     parameter-device tensor inside step() raises. Passing proves the step is
     free of host synchronisation on any device."""
     params = [torch.nn.Parameter(torch.empty(s, device='meta'))
               for s in SHAPES]
     opt = AdamL2SP([dict(params=params, anchor=anchor)], weight_decay=1.0,
-                   amsgrad=True, foreach=foreach)
+                   amsgrad=True, **KERNELS[kernel])
     for _ in range(2):
         for p in params:
             p.grad = torch.empty_like(p)

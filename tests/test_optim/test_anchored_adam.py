@@ -9,6 +9,7 @@ import io
 import pytest
 import torch
 
+from tests.optim_helpers import KERNELS
 from mmspd.optim import AdamL2SP, AdamSPD
 
 OPTIMIZERS = [AdamSPD, AdamL2SP]
@@ -170,13 +171,13 @@ def test_a_failing_step_leaves_every_group_untouched(cls):
 
 # --------------------------------------------------------- lazy anchors
 @with_each_optimizer
-@pytest.mark.parametrize('foreach', [False, True])
+@pytest.mark.parametrize('kernel', KERNELS)
 def test_anchor_is_captured_at_the_first_step_not_at_construction(
-        cls, foreach):
+        cls, kernel):
     model = torch.nn.Linear(3, 2)
     frozen = _param(4, seed=9)
     opt = cls(list(model.parameters()) + [frozen], lr=0.1, weight_decay=1.0,
-              foreach=foreach)
+              **KERNELS[kernel])
     constructed = [p.detach().clone() for p in model.parameters()]
     # weights loaded after the optimizer was built (mmengine's load_from)
     pretrained = [torch.full_like(p, 0.5 + i)
@@ -212,12 +213,12 @@ def test_every_group_carries_an_anchor_mode(cls):
 
 
 @with_each_optimizer
-@pytest.mark.parametrize('foreach', [False, True])
-def test_mixed_groups_store_anchors_only_for_init(cls, foreach):
+@pytest.mark.parametrize('kernel', KERNELS)
+def test_mixed_groups_store_anchors_only_for_init(cls, kernel):
     backbone = [_param(6, 5, seed=1), _param(5, seed=2)]
     head = [_param(4, 3, seed=3), _param(7, seed=4)]
     opt = cls([dict(params=backbone), dict(params=head, anchor='zero')],
-              lr=0.1, weight_decay=1.0, foreach=foreach)
+              lr=0.1, weight_decay=1.0, **KERNELS[kernel])
     for seed in range(3):
         _fake_grads(backbone + head, seed)
         opt.step()
@@ -233,11 +234,11 @@ def test_mixed_groups_store_anchors_only_for_init(cls, foreach):
 
 # ------------------------------------------------------------ state dict
 @with_each_optimizer
-@pytest.mark.parametrize('foreach', [False, True])
-def test_state_dict_round_trip_resumes_exactly(cls, foreach):
+@pytest.mark.parametrize('kernel', KERNELS)
+def test_state_dict_round_trip_resumes_exactly(cls, kernel):
     model = _model()
     pretrained = [p.detach().clone() for p in model.parameters()]
-    kwargs = dict(lr=0.05, weight_decay=0.5, foreach=foreach)
+    kwargs = dict(lr=0.05, weight_decay=0.5, **KERNELS[kernel])
     opt = cls(model.parameters(), **kwargs)
     _train(model, opt, 10, seed=1)
     saved = _roundtrip(opt.state_dict())
@@ -444,3 +445,35 @@ def test_switching_a_group_from_zero_to_init_needs_reset_anchors(cls):
     for p, w in zip(params, weights):
         assert torch.equal(opt.state[p]['anchor'], w)
         assert not torch.equal(p.detach(), w)
+
+
+# ------------------------------------------------------------ kernel choice
+@with_each_optimizer
+def test_fused_and_loop_together_is_a_clear_error(cls):
+    p = torch.nn.Parameter(torch.ones(2))
+    with pytest.raises(ValueError, match='fused=True and foreach=False'):
+        cls([p], fused=True, foreach=False)
+
+
+@with_each_optimizer
+def test_fused_required_where_it_is_not_available_is_a_clear_error(cls):
+    p = torch.nn.Parameter(torch.empty(3, device='meta'))
+    opt = cls([p], weight_decay=1.0, fused=True)
+    p.grad = torch.empty_like(p)
+    with pytest.raises(RuntimeError, match='meta/torch.float32'):
+        opt.step()
+    assert len(opt.state) == 0
+
+
+@pytest.mark.parametrize('params, expected', [
+    ([torch.zeros(2)], 'fused'),
+    ([torch.zeros(2, dtype=torch.float16)], 'foreach'),
+    ([torch.zeros(2), torch.zeros(2, device='meta')], 'foreach'),
+])
+def test_default_kernel_is_fused_where_every_tensor_supports_it(
+        params, expected):
+    from mmspd.optim.anchored_adam import select_kernel
+    group = dict(foreach=None, fused=None)
+    assert select_kernel(group, params) == expected
+    assert select_kernel(dict(group, foreach=False), params) == 'loop'
+    assert select_kernel(dict(group, fused=False), params) == 'foreach'

@@ -42,6 +42,7 @@ def test_report_has_every_contender_with_ratios_and_memory(
     printed = capsys.readouterr().out
     results = report['vit-tiny-test']['results']
     expected = {bench.BASELINE_FOREACH, bench.DEFAULT_PATH, 'AdamSPD(loop)',
+                'AdamSPD(foreach)',
                 "AdamSPD(anchor='zero')", 'AdamL2SP(default)'}
     assert expected <= set(results)
     for name in results:
