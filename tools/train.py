@@ -17,7 +17,9 @@ from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
 import mmspd  # noqa: F401  (registers optimizers, constructor, hooks)
-from mmspd.engine.launch import LAUNCHERS, configure_launch, enable_amp
+from mmspd.engine.launch import (LAUNCHERS, configure_launch, enable_amp,
+                                 resolve_auto_resume,
+                                 use_crash_safe_checkpoints)
 
 
 def parse_args(argv=None):
@@ -59,6 +61,8 @@ def main(argv=None):
     elif args.resume is not None:
         cfg.resume, cfg.load_from = True, args.resume
     configure_launch(cfg, args.launcher)
+    use_crash_safe_checkpoints(cfg)
+    resolve_auto_resume(cfg)
     runner = (Runner.from_cfg(cfg)
               if 'runner_type' not in cfg else RUNNERS.build(cfg))
     runner.train()

@@ -6,11 +6,11 @@ makes mmengine checkpoints safe to resume under torch's weights-only loading.
 """
 from . import optimizers  # noqa: F401  (registers AdamSPD, AdamL2SP)
 from . import safe_checkpoint  # noqa: F401  (weights-only resume)
-from .hooks import SPDMonitorHook
+from .hooks import CrashSafeCheckpointHook, SPDMonitorHook
 from .model_wrappers import CPUDistributedDataParallel
 from .optim_wrapper_constructor import SPDOptimWrapperConstructor
 
 __all__ = [
     'SPDOptimWrapperConstructor', 'CPUDistributedDataParallel',
-    'SPDMonitorHook'
+    'SPDMonitorHook', 'CrashSafeCheckpointHook'
 ]

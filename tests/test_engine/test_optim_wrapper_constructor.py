@@ -168,7 +168,7 @@ def test_merged_groups_train_like_per_parameter_groups():
             continue
         ref_groups.append(dict(params=[p],
                                weight_decay=0.5 if 'head' in name else 1.0))
-    ref_opt = AdamSPD(ref_groups, lr=0.05, foreach=False)
+    ref_opt = AdamSPD(ref_groups, lr=0.05)  # same (default) kernel
     x = torch.randn(2, 3, 6, 6)
     for _ in range(5):
         for m, opt in ((model, wrapper.optimizer), (reference, ref_opt)):
