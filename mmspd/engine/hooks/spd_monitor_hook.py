@@ -11,6 +11,7 @@ from mmengine.registry import HOOKS
 from mmspd.optim import AnchoredAdam
 
 #: Message-hub keys (mmengine strips the ``train/`` prefix in the logs).
+KEY_PREFIX = 'train/spd/'
 PROJECTED_FRACTION = 'train/spd/projected_fraction'
 MEAN_RATIO = 'train/spd/mean_ratio'
 RELATIVE_DEVIATION = 'train/spd/relative_deviation'
@@ -23,7 +24,9 @@ CHECKPOINT_KEY = 'spd_monitor_reference'
 class SPDMonitorHook(Hook):
     """Put SPD's signals into the MessageHub, for the log, TensorBoard, W&B.
 
-    Every ``interval`` iterations (default: the LoggerHook's interval):
+    Every ``interval`` iterations (default: the LoggerHook's interval;
+    counted within the epoch in epoch-based training, as the LoggerHook
+    does):
 
     * ``spd/projected_fraction``: fraction of tensors SPD projected at the
       last step (AdamSPD only);
@@ -33,6 +36,10 @@ class SPDMonitorHook(Hook):
     Every ``module_interval`` iterations (default ``10 * interval``),
     ``spd/deviation/<module>``: ``|p - a| / |a|`` over all parameters of each
     top-level module (``backbone``, ``decode_head``, ...).
+
+    A key is in the MessageHub, hence in a log row, only at the iterations
+    where it was computed: between updates the hook takes it out of the hub
+    (keeping its history), so that the logger never repeats a stale value.
 
     ``a`` is the optimizer's anchor (AdamSPD, AdamL2SP); parameters with a
     zero anchor are left out of the relative deviations. For optimizers
@@ -60,6 +67,9 @@ class SPDMonitorHook(Hook):
         self.interval = interval
         self.module_interval = module_interval
         self._reference: Optional[Dict[str, torch.Tensor]] = None
+        # history buffers of this hook's keys while they are out of the hub
+        self._hidden: Dict[str, object] = {}
+        self._resumed_without_reference = False
 
     # ---------------------------------------------------------------- set-up
     def before_train(self, runner) -> None:
@@ -69,6 +79,12 @@ class SPDMonitorHook(Hook):
         if self.module_interval is None:
             self.module_interval = 10 * self.interval
         if self._uses_own_reference(runner) and self._reference is None:
+            if self._resumed_without_reference:
+                runner.logger.warning(
+                    'SPDMonitorHook: the resumed checkpoint has no '
+                    f'{CHECKPOINT_KEY!r}; deviations are measured from the '
+                    'resumed weights, not from those at the start of '
+                    'training')
             self._reference = {
                 name: p.detach().clone()
                 for name, p in self._model(runner).named_parameters()
@@ -83,21 +99,55 @@ class SPDMonitorHook(Hook):
     def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
         # Only a resumed run continues the saved reference; a load_from of
         # another run's checkpoint starts a new fine-tuning from it.
-        if getattr(runner, '_resume', False) and CHECKPOINT_KEY in checkpoint:
+        if not getattr(runner, '_resume', False):
+            return
+        if CHECKPOINT_KEY in checkpoint:
             self._reference = dict(checkpoint[CHECKPOINT_KEY])
+        else:
+            self._resumed_without_reference = True
 
     # ------------------------------------------------------------------- log
     def after_train_iter(self, runner, batch_idx: int, data_batch=None,
                          outputs=None) -> None:
-        if not self.every_n_train_iters(runner, self.interval):
-            return
-        hub = runner.message_hub
+        # The LoggerHook's own test (inner iteration), so that in epoch-based
+        # training the values are computed at the iterations it writes.
+        due = self.every_n_inner_iters(batch_idx, self.interval)
+        module_due = self.every_n_inner_iters(batch_idx, self.module_interval)
+        fresh: Dict[str, float] = {}
+        if due:
+            fresh.update(self._projection_scalars(runner))
+        if due or module_due:
+            relative, per_module = self._deviations(runner)
+            if due and relative is not None:
+                fresh[RELATIVE_DEVIATION] = relative
+            if module_due:
+                fresh.update((MODULE_DEVIATION.format(module), value)
+                             for module, value in per_module.items())
+        self._publish(runner.message_hub, fresh)
+
+    def _projection_scalars(self, runner) -> Dict[str, float]:
+        """Projected fraction and mean ratio over all AdamSPD optimizers."""
+        tensors = projected = 0
+        ratio_sum = 0.0
+        found = False
         for optimizer in self._optimizers(runner):
-            if hasattr(optimizer, 'projection_statistics'):
-                stats = optimizer.projection_statistics()
-                hub.update_scalar(PROJECTED_FRACTION,
-                                  stats['projected_fraction'])
-                hub.update_scalar(MEAN_RATIO, stats['mean_ratio'])
+            if not hasattr(optimizer, 'projection_statistics'):
+                continue
+            found = True
+            stats = optimizer.projection_statistics()
+            count = round(stats['tensors'] * stats['projected_fraction'])
+            tensors += stats['tensors']
+            projected += count
+            ratio_sum += count * stats['mean_ratio']
+        if not found:
+            return {}
+        return {
+            PROJECTED_FRACTION: projected / tensors if tensors else 0.0,
+            MEAN_RATIO: ratio_sum / projected if projected else 0.0,
+        }
+
+    def _deviations(self, runner) -> Tuple[Optional[float], Dict[str, float]]:
+        """Mean per-tensor ``|p - a| / |a|`` and the per-module ratios."""
         ratios = []
         per_module = defaultdict(lambda: [0.0, 0.0])
         with torch.no_grad():
@@ -109,13 +159,30 @@ class SPDMonitorHook(Hook):
                 module = per_module[name.split('.', 1)[0]]
                 module[0] += dist2
                 module[1] += norm2
-        if ratios:
-            hub.update_scalar(RELATIVE_DEVIATION, sum(ratios) / len(ratios))
-        if self.every_n_train_iters(runner, self.module_interval):
-            for module, (dist2, norm2) in per_module.items():
-                if norm2 > 0:
-                    hub.update_scalar(MODULE_DEVIATION.format(module),
-                                      math.sqrt(dist2 / norm2))
+        relative = sum(ratios) / len(ratios) if ratios else None
+        return relative, {
+            module: math.sqrt(dist2 / norm2)
+            for module, (dist2, norm2) in per_module.items() if norm2 > 0
+        }
+
+    def _publish(self, hub, fresh: Dict[str, float]) -> None:
+        """Update ``fresh`` in ``hub``; take this hook's other keys out.
+
+        mmengine's log processor writes the current value of every
+        ``train/`` scalar in the hub at every logged iteration, so a key left
+        in the hub would be logged again, stale, where it was not computed.
+        The hook's keys not updated at this iteration are therefore removed
+        from the hub; their history buffers are kept and put back at their
+        next update.
+        """
+        scalars = hub.log_scalars
+        for key in [k for k in scalars
+                    if k.startswith(KEY_PREFIX) and k not in fresh]:
+            self._hidden[key] = scalars.pop(key)
+        for key, value in fresh.items():
+            if key not in scalars and key in self._hidden:
+                scalars[key] = self._hidden.pop(key)
+            hub.update_scalar(key, value)
 
     # --------------------------------------------------------------- helpers
     @staticmethod
