@@ -1,7 +1,7 @@
 """mmengine glue (imports mmengine, never mmseg/mmpretrain/mmdet).
 
 Importing it registers mmspd's optimizers, optimizer-wrapper constructor,
-hooks and model wrappers in mmengine's root registries and
+hooks, test loop and model wrappers in mmengine's root registries and
 makes mmengine checkpoints safe to resume under torch's weights-only loading.
 """
 from . import optimizers  # noqa: F401  (registers AdamSPD, AdamL2SP)
@@ -9,8 +9,9 @@ from . import safe_checkpoint  # noqa: F401  (weights-only resume)
 from .hooks import CrashSafeCheckpointHook, SPDMonitorHook
 from .model_wrappers import CPUDistributedDataParallel
 from .optim_wrapper_constructor import SPDOptimWrapperConstructor
+from .runner import RobustTestLoop
 
 __all__ = [
     'SPDOptimWrapperConstructor', 'CPUDistributedDataParallel',
-    'SPDMonitorHook', 'CrashSafeCheckpointHook'
+    'SPDMonitorHook', 'CrashSafeCheckpointHook', 'RobustTestLoop'
 ]

@@ -1,0 +1,3 @@
+from .robust_test_loop import RobustTestLoop
+
+__all__ = ['RobustTestLoop']
