@@ -14,11 +14,12 @@ class ReferenceAdamAnchored:
 
     def __init__(self, params: List[torch.Tensor], *, lr, betas=(0.9, 0.999),
                  eps=1e-8, weight_decay=0.0, amsgrad=False,
-                 zero_anchor=False):
+                 zero_anchor=False, anchor_dtype=None):
         self.params = [p.detach().clone().double() for p in params]
         self.lr, (self.b1, self.b2), self.eps = lr, betas, eps
         self.lam, self.amsgrad, self.zero_anchor = (weight_decay, amsgrad,
                                                     zero_anchor)
+        self.anchor_dtype = anchor_dtype  # anchors rounded to this dtype
         self.state = [None] * len(params)
         self.fired = 0  # SPD: projections that changed the proposal
 
@@ -44,7 +45,8 @@ class ReferenceAdamAnchored:
                     t=0, m=torch.zeros_like(p), v=torch.zeros_like(p),
                     vmax=torch.zeros_like(p),
                     anchor=torch.zeros_like(p) if self.zero_anchor else
-                    p.clone())
+                    p.clone() if self.anchor_dtype is None else
+                    p.to(self.anchor_dtype).double())
             self.params[i] = self._update(i, p, g, self.state[i]['anchor'])
 
     def _update(self, i, p, g, a):

@@ -34,6 +34,29 @@ from ._adam_math import host_step_value
 ANCHOR_MODES = ('init', 'zero')
 
 
+#: Names accepted for ``anchor_dtype`` (a ``torch.dtype`` works as well).
+ANCHOR_DTYPES = ('float32', 'float64', 'bfloat16', 'float16')
+
+
+def resolve_dtype(value: Any) -> Optional[torch.dtype]:
+    """``torch.dtype`` for an ``anchor_dtype`` value; ``None`` if invalid."""
+    if isinstance(value, str):
+        value = value[len('torch.'):] if value.startswith('torch.') else value
+        return getattr(torch, value) if value in ANCHOR_DTYPES else None
+    if isinstance(value, torch.dtype) and value.is_floating_point:
+        return value
+    return None
+
+
+def anchor_of(p: Tensor, group: Dict[str, Any]) -> Tensor:
+    """A new anchor tensor for ``p``: its current value, in the group's
+    ``anchor_dtype`` (default: the parameter's dtype)."""
+    dtype = group.get('anchor_dtype')
+    dtype = p.dtype if dtype is None else resolve_dtype(dtype)
+    return p.detach().to(dtype=dtype, copy=True,
+                         memory_format=torch.preserve_format)
+
+
 def _is_real(value: Any) -> bool:
     return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
@@ -66,6 +89,11 @@ def check_hyperparameters(group: Dict[str, Any], where: str) -> None:
     if anchor not in ANCHOR_MODES:
         raise ValueError(f'Invalid anchor={anchor!r} in {where}: expected '
                          f'one of {", ".join(map(repr, ANCHOR_MODES))}')
+    anchor_dtype = group['anchor_dtype']
+    if anchor_dtype is not None and resolve_dtype(anchor_dtype) is None:
+        raise ValueError(f'Invalid anchor_dtype={anchor_dtype!r} in {where}: '
+                         f'expected None (the parameter\'s dtype) or one of '
+                         f'{", ".join(ANCHOR_DTYPES)}')
     if not isinstance(group['amsgrad'], bool):
         raise ValueError(f'Invalid amsgrad={group["amsgrad"]!r} in {where}: '
                          f'expected True or False')
@@ -140,6 +168,10 @@ class AnchoredAdam(Optimizer):
         amsgrad: use the running maximum of the second moment.
         anchor: default anchor mode of the groups, one of
             :data:`ANCHOR_MODES`.
+        anchor_dtype: dtype the anchors are stored in (``None``: the
+            parameter's). ``'bfloat16'`` halves the anchors' memory (state
+            2.5x instead of 3x the float32 parameter bytes) at the cost of
+            rounding the anchor to 8 bits of mantissa (see README).
         foreach: ``False`` selects the per-tensor reference loop.
         fused: ``None`` (default) uses the fused kernel where it serves the
             tensors (CPU) and the multi-tensor ``torch._foreach_*`` path
@@ -162,10 +194,12 @@ class AnchoredAdam(Optimizer):
                  *,
                  anchor: str = 'init',
                  foreach: Optional[bool] = None,
-                 fused: Optional[bool] = None) -> None:
+                 fused: Optional[bool] = None,
+                 anchor_dtype=None) -> None:
         defaults = dict(lr=lr, betas=betas, eps=eps,
                         weight_decay=weight_decay, amsgrad=amsgrad,
-                        anchor=anchor, foreach=foreach, fused=fused)
+                        anchor=anchor, foreach=foreach, fused=fused,
+                        anchor_dtype=anchor_dtype)
         check_hyperparameters(defaults, f'{type(self).__name__} arguments')
         super().__init__(params, defaults)
 
@@ -189,6 +223,7 @@ class AnchoredAdam(Optimizer):
             group.setdefault('amsgrad', False)
             group.setdefault('foreach', None)
             group.setdefault('fused', None)
+            group.setdefault('anchor_dtype', None)
 
     # ----------------------------------------------------------------- anchors
     @torch.no_grad()
@@ -207,8 +242,7 @@ class AnchoredAdam(Optimizer):
             for p in group['params']:
                 state = self.state.get(p)
                 if state:
-                    state['anchor'] = p.detach().clone(
-                        memory_format=torch.preserve_format)
+                    state['anchor'] = anchor_of(p, group)
                     count += 1
         return count
 
@@ -242,6 +276,11 @@ class AnchoredAdam(Optimizer):
                 else:
                     state['step'] = torch.tensor(float(step),
                                                  dtype=torch.float32)
+                anchor_dtype = group.get('anchor_dtype')
+                if anchor_dtype is not None and 'anchor' in state:
+                    # torch casts state to the parameter's dtype: undo that
+                    state['anchor'] = state['anchor'].to(
+                        resolve_dtype(anchor_dtype))
                 if group['anchor'] == 'zero' and 'anchor' in state:
                     warnings.warn(
                         'a stored anchor was dropped because its parameter '
@@ -284,8 +323,7 @@ class AnchoredAdam(Optimizer):
             state['max_exp_avg_sq'] = torch.zeros_like(
                 p, memory_format=torch.preserve_format)
         if group['anchor'] == 'init':
-            state['anchor'] = p.detach().clone(
-                memory_format=torch.preserve_format)
+            state['anchor'] = anchor_of(p, group)
 
     def _check_group(self, group: Dict[str, Any], first_index: int) -> None:
         """Raise if any parameter of ``group`` cannot be stepped."""

@@ -268,3 +268,26 @@ def test_projection_statistics_skip_groups_without_spd():
     opt.step()
     # tensor 3 has no gradient at step 0, so only tensor 2 was considered
     assert opt.projection_statistics()['tensors'] == 1
+
+
+@pytest.mark.parametrize('kernel', KERNELS)
+def test_bfloat16_anchors_are_the_rounded_pretrained_weights(kernel):
+    params = make_params()
+    ref = ReferenceAdamSPD(params, lr=0.05, weight_decay=1.0,
+                           anchor_dtype=torch.bfloat16)
+    opt = AdamSPD(params, lr=0.05, weight_decay=1.0, anchor_dtype='bfloat16',
+                  **KERNELS[kernel])
+    for grads in gradient_stream(steps=30):
+        apply_grads(params, grads)
+        opt.step()
+        ref.step(grads)
+    for p, expected in zip(params, ref.params):
+        torch.testing.assert_close(p.detach(), expected, rtol=0, atol=1e-12)
+    anchors = [opt.state[p]['anchor'] for p in params]
+    assert all(a.dtype == torch.bfloat16 for a in anchors)
+    assert ref.fired >= 10
+    # 2 bytes of anchor next to 8 + 8 of moments per float64 parameter
+    state_bytes = sum(t.numel() * t.element_size() for p in params
+                      for k, t in opt.state[p].items() if k != 'step')
+    param_bytes = sum(p.numel() * p.element_size() for p in params)
+    assert state_bytes / param_bytes == pytest.approx(2.25)

@@ -477,3 +477,35 @@ def test_default_kernel_is_fused_where_every_tensor_supports_it(
     assert select_kernel(group, params) == expected
     assert select_kernel(dict(group, foreach=False), params) == 'loop'
     assert select_kernel(dict(group, fused=False), params) == 'foreach'
+
+
+@with_each_optimizer
+@pytest.mark.parametrize('bad', ['int8', 'half-ish', torch.int32, 3])
+def test_bad_anchor_dtype_is_named(cls, bad):
+    p = torch.nn.Parameter(torch.ones(2))
+    with pytest.raises(ValueError, match='anchor_dtype'):
+        cls([p], anchor_dtype=bad)
+
+
+@with_each_optimizer
+def test_bfloat16_anchors_survive_a_state_dict_round_trip(cls):
+    model = torch.nn.Linear(4, 3)
+    opt = cls(model.parameters(), lr=0.1, weight_decay=1.0,
+              anchor_dtype=torch.bfloat16)
+    model(torch.randn(2, 4)).sum().backward()
+    opt.step()
+    saved = {id(p): opt.state[p]['anchor'].clone()
+             for p in model.parameters()}
+    buffer = io.BytesIO()
+    torch.save(opt.state_dict(), buffer)
+    buffer.seek(0)
+    fresh = cls(model.parameters(), lr=0.1, weight_decay=1.0,
+                anchor_dtype='bfloat16')
+    fresh.load_state_dict(torch.load(buffer, weights_only=True))
+    for p in model.parameters():
+        anchor = fresh.state[p]['anchor']
+        assert anchor.dtype == torch.bfloat16
+        assert torch.equal(anchor, saved[id(p)])
+    fresh.reset_anchors()
+    assert all(fresh.state[p]['anchor'].dtype == torch.bfloat16
+               for p in model.parameters())

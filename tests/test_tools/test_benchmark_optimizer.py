@@ -64,3 +64,31 @@ def test_bad_arguments_are_rejected(bench, argv, capsys):
     with pytest.raises(SystemExit):
         bench.parse_args(argv)
     assert argv[1] in capsys.readouterr().err
+
+
+def test_readme_section_is_regenerated_between_the_markers(bench, tmp_path):
+    readme = tmp_path / 'README.md'
+    readme.write_text(f'# Title\n\n{bench.README_START}\nold table\n'
+                      f'{bench.README_END}\n\nafter\n')
+    bench.main(['--models', 'vit-tiny-test', '--rounds', '2',
+                '--update-readme', str(readme)])
+    text = readme.read_text()
+    assert 'old table' not in text
+    assert text.startswith('# Title\n\n')
+    assert text.rstrip().endswith('after')
+    section = text.split(bench.README_START)[1].split(bench.README_END)[0]
+    assert 'Machine:' in section and '| AdamW(foreach) |' in section
+
+
+def test_readme_without_markers_is_a_clear_error(bench, tmp_path):
+    readme = tmp_path / 'README.md'
+    readme.write_text('# no markers\n')
+    with pytest.raises(ValueError, match='benchmark'):
+        bench.update_readme(str(readme), 'x')
+
+
+def test_anchor_dtype_effect_reports_both_measures(bench):
+    effect = bench.anchor_dtype_effect(bench.vit_param_shapes(16, 1), steps=3)
+    # rounding the anchors to bfloat16 does change SPD's steps
+    assert effect['relative_weight_gap'] > 0.0
+    assert 0.0 < effect['projection_disagreement'] <= 1.0
