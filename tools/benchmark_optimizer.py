@@ -203,6 +203,53 @@ def format_table(model: str, numel: int, results: Dict) -> str:
     return '\n'.join(lines)
 
 
+def end_to_end(config: str, options: Dict, iters: int,
+               repeats: int = 2) -> Dict[str, float]:
+    """Median training iteration time of ``config`` with AdamSPD and AdamW.
+
+    The config is trained for ``iters`` iterations (``train_cfg`` switched to
+    iteration-based, no validation, no checkpoints) once per optimizer and
+    repeat, alternating AdamSPD and AdamW; the iteration times mmengine
+    records (``train/time``) are pooled per optimizer, the first quarter of
+    each run dropped as warm-up. Returns the medians (s) and the ratio of
+    iterations per second, AdamSPD / AdamW.
+    """
+    import tempfile
+    import uuid
+
+    from mmengine.config import Config
+    from mmengine.runner import Runner
+
+    times: Dict[str, List[float]] = {'AdamSPD': [], 'AdamW': []}
+    for _ in range(repeats):
+        for name in times:
+            cfg = Config.fromfile(config)
+            cfg.merge_from_dict(options or {})
+            optimizer = cfg.optim_wrapper.optimizer
+            if name == 'AdamW':
+                optimizer.type, optimizer.weight_decay = 'AdamW', 0.05
+            else:
+                optimizer.type = 'AdamSPD'
+                optimizer.setdefault('weight_decay', 1.0)
+            cfg.train_cfg = dict(by_epoch=False, max_iters=iters,
+                                 val_interval=iters + 1)
+            cfg.default_hooks.checkpoint = dict(
+                type='CheckpointHook', interval=iters + 1, by_epoch=False)
+            cfg.val_dataloader = cfg.val_evaluator = cfg.val_cfg = None
+            cfg.log_level = 'WARNING'
+            cfg.experiment_name = f'e2e_{name}_{uuid.uuid4().hex}'
+            with tempfile.TemporaryDirectory() as work_dir:
+                cfg.work_dir = work_dir
+                runner = Runner.from_cfg(cfg)
+                runner.train()
+                history = runner.message_hub.get_scalar('train/time')
+                values = [float(v) for v in history.data[0]]
+            times[name].extend(values[len(values) // 4:])
+    medians = {name: statistics.median(v) for name, v in times.items()}
+    return dict(adamspd_s=medians['AdamSPD'], adamw_s=medians['AdamW'],
+                throughput_ratio=medians['AdamW'] / medians['AdamSPD'])
+
+
 README_START = '<!-- benchmark_optimizer.py:start -->'
 README_END = '<!-- benchmark_optimizer.py:end -->'
 
@@ -250,6 +297,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('--warmup', type=int, default=2)
     parser.add_argument('--device', default='cpu')
     parser.add_argument('--json', help='also write the results here')
+    parser.add_argument('--end-to-end', metavar='CONFIG',
+                        help='also time training iterations of CONFIG with '
+                        'AdamSPD and with AdamW')
+    parser.add_argument('--e2e-iters', type=int, default=40)
+    parser.add_argument('--cfg-options', nargs='+', default=[],
+                        metavar='KEY=VALUE',
+                        help='overrides for the --end-to-end config')
     parser.add_argument('--update-readme', metavar='README',
                         help='write the tables into this file between its '
                         'benchmark markers')
@@ -259,6 +313,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.rounds < 1:
         parser.error(f'--rounds must be >= 1, got {args.rounds}')
+    if args.e2e_iters < 8:
+        parser.error(f'--e2e-iters must be >= 8, got {args.e2e_iters}')
+    for option in args.cfg_options:
+        if '=' not in option:
+            parser.error(f'--cfg-options expects KEY=VALUE, got {option!r}')
     if args.warmup < 1:
         parser.error(f'--warmup must be >= 1 (the first step allocates '
                      f'state), got {args.warmup}')
@@ -291,6 +350,18 @@ def main(argv=None) -> Dict:
                 f"{effect['relative_weight_gap']:.2%} of the fine-tuning "
                 f"update; projection decisions differ on "
                 f"{effect['projection_disagreement']:.2%} of tensor-steps.")
+        sections.append(line)
+        print(line + '\n')
+    if args.end_to_end:
+        options = dict(o.split('=', 1) for o in args.cfg_options)
+        e2e = end_to_end(args.end_to_end, options, args.e2e_iters)
+        report['end_to_end'] = dict(config=args.end_to_end, **e2e)
+        verdict = 'met' if e2e['throughput_ratio'] >= 0.97 else 'NOT met'
+        line = (f'End to end, {args.end_to_end}: median iteration '
+                f'{e2e["adamspd_s"] * 1e3:.1f} ms with AdamSPD, '
+                f'{e2e["adamw_s"] * 1e3:.1f} ms with AdamW; throughput '
+                f'AdamSPD / AdamW = {e2e["throughput_ratio"]:.3f} (target '
+                f'>= 0.97: {verdict}).')
         sections.append(line)
         print(line + '\n')
     if TARGET_MODEL in report:

@@ -149,6 +149,14 @@ def projection_ratios(dots: Tensor, deviation_norms: Tensor,
     return ratio * selected
 
 
+def l2_norms(tensors: List[Tensor]) -> Tensor:
+    """:func:`l2_norm` of each tensor, stacked (one C++ call for the list
+    where the dtype allows, with the same per-tensor arithmetic)."""
+    if tensors[0].dtype in (torch.float16, torch.bfloat16):
+        return torch.stack([l2_norm(t) for t in tensors])
+    return torch.stack(torch._foreach_norm(tensors))
+
+
 def keep_factors(dots: Tensor, deviation_norms: Tensor,
                  proposal_norms: Tensor, weight_decay: float,
                  ratios_out: Optional[List[Tensor]] = None) -> Tensor:
@@ -219,10 +227,10 @@ def _multi_tensor_adam_spd(params, grads, exp_avgs, exp_avg_sqs,
                       torch._foreach_sub(b_params, b_anchors))
         dots = torch.stack(
             [flat_dot(g, d) for g, d in zip(b_grads, deviations)])
-        deviation_norms = torch.stack([l2_norm(d) for d in deviations])
+        deviation_norms = l2_norms(deviations)
         torch._foreach_addcdiv_(deviations, b_exp_avgs, denoms,
                                 neg_step_sizes)
-        proposal_norms = torch.stack([l2_norm(d) for d in deviations])
+        proposal_norms = l2_norms(deviations)
         keeps = keep_factors(dots, deviation_norms, proposal_norms,
                              weight_decay, ratios_out).unbind(0)
         if b_anchors is None:
@@ -268,12 +276,12 @@ def _fused_adam_spd(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs,
                     torch.sub(p, a, out=d)
             dots = torch.stack(
                 [flat_dot(g, d) for g, d in zip(b_grads, deviations)])
-            deviation_norms = torch.stack([l2_norm(d) for d in deviations])
+            deviation_norms = l2_norms(deviations)
             fused_adam()
             if b_anchors is not None:
                 for p, a, d in zip(b_params, b_anchors, deviations):
                     torch.sub(p, a, out=d)
-            proposal_norms = torch.stack([l2_norm(d) for d in deviations])
+            proposal_norms = l2_norms(deviations)
             keeps = keep_factors(dots, deviation_norms, proposal_norms,
                                  weight_decay, ratios_out).unbind(0)
             if b_anchors is None:

@@ -92,3 +92,16 @@ def test_anchor_dtype_effect_reports_both_measures(bench):
     # rounding the anchors to bfloat16 does change SPD's steps
     assert effect['relative_weight_gap'] > 0.0
     assert 0.0 < effect['projection_disagreement'] <= 1.0
+
+
+def test_end_to_end_times_both_optimizers_on_a_real_config(bench, tmp_path):
+    from tests.dataset_files import write_custom_classification_set
+    data = write_custom_classification_set(str(tmp_path / 'data'))
+    config = osp.join(osp.dirname(TOOL), '..', 'tests', 'data', 'configs',
+                      'tiny_lenet_spd.py')
+    e2e = bench.end_to_end(config,
+                           {'train_dataloader.dataset.data_root': data},
+                           iters=8, repeats=1)
+    assert e2e['adamspd_s'] > 0 and e2e['adamw_s'] > 0
+    assert e2e['throughput_ratio'] == pytest.approx(
+        e2e['adamw_s'] / e2e['adamspd_s'])
