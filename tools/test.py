@@ -14,7 +14,7 @@ from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
 import mmspd  # noqa: F401  (registers optimizers, constructor, hooks)
-from mmspd.engine.launch import LAUNCHERS, configure_launch
+from mmspd.engine.launch import LAUNCHERS, configure_launch, finish_launch
 
 
 def parse_args(argv=None):
@@ -50,7 +50,9 @@ def main(argv=None):
     configure_launch(cfg, args.launcher)
     runner = (Runner.from_cfg(cfg)
               if 'runner_type' not in cfg else RUNNERS.build(cfg))
-    return runner.test()
+    metrics = runner.test()
+    finish_launch()
+    return metrics
 
 
 if __name__ == '__main__':

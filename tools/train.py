@@ -18,7 +18,8 @@ from mmengine.runner import Runner
 
 import mmspd  # noqa: F401  (registers optimizers, constructor, hooks)
 from mmspd.engine.launch import (LAUNCHERS, configure_launch, enable_amp,
-                                 resolve_auto_resume,
+                                 finish_launch)
+from mmspd.engine.resume import (resolve_auto_resume,
                                  use_crash_safe_checkpoints)
 
 
@@ -66,6 +67,7 @@ def main(argv=None):
     runner = (Runner.from_cfg(cfg)
               if 'runner_type' not in cfg else RUNNERS.build(cfg))
     runner.train()
+    finish_launch()
 
 
 if __name__ == '__main__':

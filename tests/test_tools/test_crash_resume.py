@@ -22,7 +22,7 @@ from mmengine.hooks import CheckpointHook
 import mmspd  # noqa: F401  (registers the hooks)
 from mmspd.engine.hooks import CrashSafeCheckpointHook
 from mmspd.engine.hooks.crash_safe_checkpoint_hook import TMP_SUFFIX
-from mmspd.engine.launch import (find_resume_checkpoint,
+from mmspd.engine.resume import (find_resume_checkpoint,
                                  is_complete_checkpoint, resolve_auto_resume,
                                  use_crash_safe_checkpoints)
 from tests.dataset_files import write_custom_classification_set

@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from mmspd.engine import launch
+from mmspd.engine.resume import is_complete_checkpoint
 from tests.dataset_files import write_custom_classification_set
 
 REPO = osp.abspath(osp.join(osp.dirname(__file__), '..', '..'))
@@ -222,7 +223,7 @@ def test_slurm_train_runs_through_srun(data_root, tmp_path):
     assert command[3:6] == [CONFIG, '--launcher', 'slurm']
     assert 'Distributed launcher: slurm' in out or 'launcher: slurm' in out
     assert (work_dir / 'iter_3.pth').is_file()
-    assert launch.is_complete_checkpoint(str(work_dir / 'iter_3.pth'))
+    assert is_complete_checkpoint(str(work_dir / 'iter_3.pth'))
 
 
 SLURM_JOB = dict(SLURM_PROCID='3',

@@ -10,7 +10,7 @@ mmengine's ``CheckpointHook`` (0.10.x) is not crash-safe on a local disk:
 * it rewrites ``last_checkpoint`` in place, so a kill can leave it empty.
 
 :class:`CrashSafeCheckpointHook` orders the same steps so that every file a
-resume can read is complete. ``mmspd.engine.launch.use_crash_safe_checkpoints``
+resume can read is complete. ``mmspd.engine.resume.use_crash_safe_checkpoints``
 switches a config to it (``tools/train.py`` does).
 """
 import os
