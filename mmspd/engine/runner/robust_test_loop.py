@@ -10,7 +10,12 @@ One loop serves segmentation and classification configs::
             dict(name='fog', transforms=[
                 dict(type='ImageCorruption', corruption='fog', severity=3)]),
             # another data set: keys merged into the ID dataset config
-            dict(name='sketch', dataset=dict(split_file='sketch_test.txt')),
+            dict(name='sketch', dataset=dict(domain='sketch')),
+            # another kind of data set: ``_delete_=True`` replaces the ID
+            # dataset config instead (as in mmengine config inheritance)
+            dict(name='imagenet-v2', dataset=dict(
+                _delete_=True, type='ImageNetV2', data_root=...,
+                pipeline=...)),
             # its own evaluator (e.g. a masked metric for ImageNet-A)
             dict(name='imagenet-a', dataset=dict(...),
                  evaluator=dict(type='MaskedAccuracy', ...)),
@@ -23,6 +28,7 @@ set's name as prefix (``fog/mIoU``, ``ood_avg/mIoU``) and written as JSON to
 """
 import copy
 import json
+import numbers
 import os.path as osp
 from typing import Dict, List, Sequence
 
@@ -33,6 +39,12 @@ from mmengine.runner import TestLoop
 
 #: Row name of the mean over the OOD sets.
 OOD_AVERAGE = 'ood_avg'
+
+
+def is_number(value) -> bool:
+    """Whether a metric value is a real number: Python's or numpy's
+    (mmseg's ``IoUMetric`` returns ``numpy.float32``)."""
+    return isinstance(value, numbers.Real)
 
 
 def insert_transforms(pipeline: List[dict], transforms: Sequence[dict],
@@ -56,7 +68,12 @@ def derive_dataloader(id_dataloader: dict, spec: dict) -> dict:
     loader = copy.deepcopy(id_dataloader)
     dataset = loader['dataset']
     if 'dataset' in spec:
-        dataset.update(copy.deepcopy(spec['dataset']))
+        override = copy.deepcopy(spec['dataset'])
+        if override.pop('_delete_', False):
+            # another kind of data set: its config replaces the ID one
+            dataset = loader['dataset'] = override
+        else:
+            dataset.update(override)
     if spec.get('transforms'):
         if 'pipeline' not in dataset:
             raise ValueError(f'OOD set {spec["name"]!r}: the test dataset '
@@ -100,7 +117,8 @@ class RobustTestLoop(TestLoop):
             its own.
         id_name: the ID set's name in the metrics (default ``'clean'``).
         ood_sets: one dict per OOD set: ``name`` (required, unique),
-            optional ``dataset`` (keys merged into the ID dataset config),
+            optional ``dataset`` (keys merged into the ID dataset config;
+            with ``_delete_=True`` it replaces that config instead),
             ``transforms`` (inserted into the pipeline after
             ``insert_after``, default ``'LoadImageFromFile'``) and
             ``evaluator`` (a config replacing the ID one).
@@ -165,7 +183,7 @@ class RobustTestLoop(TestLoop):
             metrics.update({f'{name}/{k}': v for k, v in result.items()})
             print_log(f'{name}: ' + ', '.join(
                 f'{k}={v:.4f}' for k, v in result.items()
-                if isinstance(v, (int, float))), logger='current')
+                if is_number(v)), logger='current')
         self.dataloader, self.evaluator = self.sets[0][1], self.sets[0][2]
         metrics.update(self._ood_average(metrics))
         names = self.set_names + ([OOD_AVERAGE] if len(self.sets) > 1 else [])
@@ -184,7 +202,7 @@ class RobustTestLoop(TestLoop):
         per_set = [{k.split('/', 1)[1]: v for k, v in metrics.items()
                     if k.split('/', 1)[0] == name} for name in ood]
         shared = [k for k in per_set[0]
-                  if all(k in s and isinstance(s[k], (int, float))
+                  if all(k in s and is_number(s[k])
                          for s in per_set)]
         return {f'{OOD_AVERAGE}/{k}': sum(s[k] for s in per_set) / len(ood)
                 for k in shared}
@@ -196,6 +214,6 @@ class RobustTestLoop(TestLoop):
         with open(path, 'w', encoding='utf-8') as f:
             json.dump(dict(id=self.id_name, ood=self.set_names[1:],
                            metrics={k: float(v) for k, v in metrics.items()
-                                    if isinstance(v, (int, float))}),
+                                    if is_number(v)}),
                       f, indent=2)
         print_log(f'Robustness results written to {path}', logger='current')
