@@ -4,12 +4,21 @@
 stack untouched (only loose lower bounds below). The exact stack mmspd is
 tested on is pinned in ``requirements/stack.txt``; ``make test`` and
 ``make demo`` install it into ``.venv`` (see README).
+
+Like the OpenMMLab packages, mmspd ships its configs, tools and model index
+inside the package, in ``mmspd/.mim/`` (what ``mim`` reads): symlinks to the
+repository's folders for an editable install, copies for a wheel or sdist.
 """
+import os
 import os.path as osp
+import shutil
+import sys
 
 from setuptools import find_packages, setup
 
 HERE = osp.dirname(osp.abspath(__file__))
+#: What ``mmspd/.mim`` mirrors from the repository root.
+MIM_FILES = ('configs', 'tools', 'model-index.yml')
 
 
 def read_version() -> str:
@@ -24,19 +33,67 @@ def read_readme() -> str:
         return f.read()
 
 
-setup(
-    name='mmspd',
-    version=read_version(),
-    description='Selective Projection Decay (SPD) for robust fine-tuning '
-    'in OpenMMLab',
-    long_description=read_readme(),
-    long_description_content_type='text/markdown',
-    packages=find_packages(include=['mmspd', 'mmspd.*']),
-    python_requires='>=3.8',
-    install_requires=['torch>=2.0', 'mmengine>=0.10', 'numpy'],
-    extras_require={
-        'tests': ['pytest'],
-    },
-    license='Apache-2.0',
-    zip_safe=False,
-)
+def add_mim_extension() -> None:
+    """Fill ``mmspd/.mim`` with the configs, tools and model index.
+
+    Editable installs (``pip install -e .``: setuptools runs
+    ``editable_wheel``, or ``develop`` for the legacy path) get relative
+    symlinks, so edits show at once; wheels and sdists get copies. Other
+    commands (``egg_info``, ...) leave ``.mim`` as it is. A missing source
+    (e.g. building a wheel from an sdist, whose ``.mim`` is already filled)
+    is skipped.
+    """
+    if {'develop', 'editable_wheel'} & set(sys.argv):
+        mode = 'symlink'
+    elif {'sdist', 'bdist_wheel', 'build'} & set(sys.argv):
+        mode = 'copy'
+    else:
+        return
+    mim = osp.join(HERE, 'mmspd', '.mim')
+    os.makedirs(mim, exist_ok=True)
+    for name in MIM_FILES:
+        source, target = osp.join(HERE, name), osp.join(mim, name)
+        if not osp.exists(source):
+            continue
+        if osp.islink(target) or osp.isfile(target):
+            os.remove(target)
+        elif osp.isdir(target):
+            shutil.rmtree(target)
+        if mode == 'symlink':
+            os.symlink(osp.relpath(source, mim), target)
+        elif osp.isdir(source):
+            shutil.copytree(source, target, ignore=shutil.ignore_patterns(
+                '__pycache__', '*.pyc'))
+        else:
+            shutil.copyfile(source, target)
+
+
+if __name__ == '__main__':
+    add_mim_extension()
+    setup(
+        name='mmspd',
+        version=read_version(),
+        description='Selective Projection Decay (SPD) for robust fine-tuning '
+        'in OpenMMLab',
+        long_description=read_readme(),
+        long_description_content_type='text/markdown',
+        packages=find_packages(include=['mmspd', 'mmspd.*']),
+        package_data={
+            'mmspd': [
+                '.mim/model-index.yml',
+                '.mim/configs/**/*.py',
+                '.mim/configs/**/*.yml',
+                '.mim/tools/**/*.py',
+                '.mim/tools/**/*.sh',
+            ]
+        },
+        python_requires='>=3.8',
+        install_requires=['torch>=2.0', 'mmengine>=0.10', 'numpy'],
+        extras_require={
+            'tests': ['pytest'],
+            # make demo: mmpretrain models, the bundled digits, the figure
+            'demo': ['mmpretrain>=1.0', 'scikit-learn', 'matplotlib'],
+        },
+        license='Apache-2.0',
+        zip_safe=False,
+    )

@@ -1,0 +1,119 @@
+"""The demo's protocol: tasks, methods, grids, seeds, fixed in advance.
+
+Chosen before any result was seen, so that fine-tuning needs real
+adaptation (the regime SPD is about):
+
+* pretraining: digits 0-4, heavily augmented (rotation, blur, noise,
+  dimming), so the features are broad;
+* fine-tuning (ID): digits 5-9, classes the pretrained model never learnt,
+  30 clean images per class; ID validation: 30 other images per class;
+  ID test: the rest; OOD: the ID test images rotated, noisy, blurred, dimmed;
+* each method's regularisation strength comes from a grid of the same size
+  (3), picked by mean ID *validation* accuracy over the seeds (ties: the
+  first value in grid order); test and OOD sets are never used to choose;
+* same epochs, learning-rate schedule, batches and seeds for every method
+  (all in ``configs/demo/_base_/lenet5_digits59_finetune.py``);
+* a reference row, not a compared method: the new head trained on frozen
+  pretrained features (shows how much adaptation the task needs).
+"""
+import os.path as osp
+from dataclasses import dataclass, field
+from typing import Optional, Sequence, Tuple
+
+from .data import DigitSplits
+
+
+def config_root() -> str:
+    """The folder holding mmspd's configs: the repository's ``configs/``
+    in a source checkout, else the installed package's ``.mim/configs``."""
+    package = osp.dirname(osp.dirname(osp.abspath(__file__)))
+    for candidate in (osp.join(osp.dirname(package), 'configs'),
+                      osp.join(package, '.mim', 'configs')):
+        if osp.isdir(osp.join(candidate, 'demo')):
+            return candidate
+    raise FileNotFoundError(f'Cannot find the demo configs next to the '
+                            f'mmspd package {package!r} (configs/demo or '
+                            f'.mim/configs/demo)')
+
+
+@dataclass(frozen=True)
+class Method:
+    """One fine-tuning method of the demo.
+
+    Args:
+        key: short name: config ``lenet5_digits59_<key>.py``, folders,
+            published model name.
+        name: name in the table and figure.
+        strength: what the config's ``weight_decay`` means for it.
+        grid: the ``weight_decay`` values tried (empty: the config's value
+            only, no selection).
+    """
+    key: str
+    name: str
+    strength: str
+    grid: Tuple[float, ...] = ()
+
+    @property
+    def config(self) -> str:
+        return osp.join(config_root(), 'demo',
+                        f'lenet5_digits59_{self.key}.py')
+
+
+#: The compared methods, each with a 3-value grid (decided in advance:
+#: log-spaced, weak to strong; SPD's lambda lives in (0, 1], 1 = the paper's
+#: default, full projection).
+METHODS: Tuple[Method, ...] = (
+    Method('adamw', 'AdamW', 'weight decay', (0.01, 0.1, 1.0)),
+    Method('l2sp', 'L2-SP', 'L2-SP strength', (0.01, 0.1, 1.0)),
+    Method('spd', 'AdamSPD', 'lambda', (0.1, 0.3, 1.0)),
+)
+#: The reference row: the head alone on frozen pretrained features.
+LINEAR_PROBE = Method('linear-probe', 'head only (frozen backbone)', '')
+
+PRETRAIN_CONFIG = 'lenet5_digits04_pretrain.py'
+
+
+@dataclass(frozen=True)
+class DemoProtocol:
+    """Everything the demo runs.
+
+    Args:
+        methods: the compared methods; their grids must have equal sizes.
+        seeds: seeds of the fine-tuning runs (head init, data order), the
+            same for every method and grid value.
+        reference: a method run with its config's settings and reported
+            apart (``None``: skip).
+        pretrain_epochs / finetune_epochs: ``None`` keeps the configs'
+            epochs; a number overrides them (and the cosine schedule's
+            length), for quick runs.
+        splits: how the digits are split.
+    """
+    methods: Tuple[Method, ...] = METHODS
+    seeds: Tuple[int, ...] = (0, 1, 2)
+    reference: Optional[Method] = LINEAR_PROBE
+    pretrain_epochs: Optional[int] = None
+    finetune_epochs: Optional[int] = None
+    splits: DigitSplits = field(default_factory=DigitSplits)
+
+    def __post_init__(self) -> None:
+        if not self.methods:
+            raise ValueError('The demo needs at least one method')
+        sizes = {m.name: len(m.grid) for m in self.methods}
+        if len(set(sizes.values())) != 1 or 0 in sizes.values():
+            raise ValueError(f'Every method needs a non-empty grid of the '
+                             f'same size (a fair selection), got {sizes}')
+        keys = [m.key for m in self.methods] + (
+            [self.reference.key] if self.reference else [])
+        if len(set(keys)) != len(keys):
+            raise ValueError(f'Method keys must be unique, got {keys}')
+        seeds: Sequence = self.seeds
+        if (not seeds or len(set(seeds)) != len(seeds)
+                or not all(isinstance(s, int) and s >= 0 for s in seeds)):
+            raise ValueError(f'Invalid seeds {seeds!r}: expected distinct '
+                             f'integers >= 0, at least one')
+        for name in ('pretrain_epochs', 'finetune_epochs'):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int)
+                                      or value < 1):
+                raise ValueError(f'Invalid {name} {value!r}: expected None '
+                                 f'or an integer >= 1')

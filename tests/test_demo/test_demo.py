@@ -1,0 +1,165 @@
+"""A reduced demo (one seed, one epoch, two strengths per method), run for
+real: data on disk, pretraining, fine-tuning through mmengine's Runner and
+the configs/demo configs, ID + OOD tests, publishing, report."""
+import importlib.util
+import json
+import os.path as osp
+import re
+import subprocess
+import time
+
+import pytest
+import torch
+from PIL import Image
+
+from mmspd.demo.pipeline import MODEL_PREFIX, Demo
+from mmspd.demo.protocol import LINEAR_PROBE, DemoProtocol, Method
+from mmspd.zoo.publish import sha256_of
+
+REPO = osp.abspath(osp.join(osp.dirname(__file__), '..', '..'))
+SETS = ['clean', 'rotate', 'noise', 'blur', 'low_contrast', 'ood_avg']
+REDUCED = DemoProtocol(
+    methods=(Method('adamw', 'AdamW', 'weight decay', (0.01, 1.0)),
+             Method('l2sp', 'L2-SP', 'L2-SP strength', (0.01, 1.0)),
+             Method('spd', 'AdamSPD', 'lambda', (0.1, 1.0))),
+    seeds=(0, ), reference=LINEAR_PROBE, pretrain_epochs=1,
+    finetune_epochs=1)
+
+
+@pytest.fixture(scope='module')
+def demo(tmp_path_factory):
+    work_dir = str(tmp_path_factory.mktemp('demo'))
+    results = Demo(work_dir, REDUCED).run(
+        figure=osp.join(work_dir, 'docs', 'demo.png'))
+    return work_dir, results
+
+
+def test_writes_the_table_json_and_figure(demo, capsys):
+    work_dir, results = demo
+    paths = results['paths']
+    with open(paths['results']) as f:
+        saved = json.load(f)
+    assert saved['sets'] == SETS and saved['id'] == 'clean'
+    assert [m['name'] for m in saved['methods']] == ['AdamW', 'L2-SP',
+                                                     'AdamSPD']
+    assert saved['reference']['name'] == LINEAR_PROBE.name
+    table = open(paths['table']).read()
+    lines = table.splitlines()
+    assert lines[0].split()[:3] == ['method', 'setting', 'ID']
+    assert 'OOD avg' in lines[0] and 'low_contrast' in lines[0]
+    for method in saved['methods']:
+        row = next(line for line in lines if line.startswith(
+            method['name'] + ' '))
+        # one seed: a number per set, no std
+        accuracy = method['summary']['clean']['mean']
+        assert f'{accuracy:.1f}' in row
+    for key in ('figure', 'figure_copy'):
+        with Image.open(paths[key]) as image:
+            assert image.format == 'PNG' and image.width > 800
+
+
+def test_every_run_is_tested_on_id_and_ood_sets(demo):
+    _, results = demo
+    for method in results['methods'] + [results['reference']]:
+        [run] = method['runs']
+        assert list(run['test']) == SETS
+        assert all(0 <= v <= 100 for v in run['test'].values())
+        ood = [run['test'][s] for s in SETS[1:-1]]
+        assert run['test']['ood_avg'] == pytest.approx(sum(ood) / len(ood))
+        with open(run['results_json']) as f:  # RobustTestLoop's own file
+            assert json.load(f)['ood'] == SETS[1:-1]
+
+
+def test_strength_is_selected_by_id_validation_accuracy(demo):
+    _, results = demo
+    for method, spec in zip(results['methods'], REDUCED.methods):
+        grid = method['grid']
+        assert [g['value'] for g in grid] == list(spec.grid)
+        best = max(g['mean_val_accuracy'] for g in grid)
+        first_best = next(g['value'] for g in grid
+                          if g['mean_val_accuracy'] == best)
+        assert method['selected'] == first_best
+        assert method['runs'][0]['val_accuracy'] == best
+
+
+def test_fine_tuning_starts_from_the_pretrained_backbone(demo):
+    _, results = demo
+    pretrained = torch.load(results['pretrain']['weights'],
+                            weights_only=True)['state_dict']
+    spd = results['methods'][2]['runs'][0]
+    checkpoint = torch.load(spd['checkpoint'], weights_only=True)
+    # LeNet-5 + linear head have no buffers, and the constructor groups the
+    # backbone before the head: optimizer indices follow the state dict
+    names = list(checkpoint['state_dict'])
+    assert [i for g in checkpoint['optimizer']['param_groups']
+            for i in g['params']] == list(range(len(names)))
+    anchors = {names[i]: s['anchor']
+               for i, s in checkpoint['optimizer']['state'].items()
+               if s.get('anchor') is not None}
+    backbone = [n for n in pretrained if n.startswith('backbone.')]
+    assert backbone and set(backbone) <= set(anchors)
+    for name in backbone:  # SPD's anchors are the pretrained weights
+        assert torch.equal(anchors[name], pretrained[name])
+    # the head is new: initialised afresh, not the pretraining head (0-4)
+    assert not torch.equal(anchors['head.fc.weight'],
+                           pretrained['head.fc.weight'])
+    probe = results['reference']['runs'][0]
+    frozen = torch.load(probe['checkpoint'],
+                        weights_only=True)['state_dict']
+    for name in backbone:  # the reference trains the head only
+        assert torch.equal(frozen[name], pretrained[name])
+
+
+def test_publishes_one_model_per_method_for_the_model_zoo(demo):
+    work_dir, results = demo
+    with open(results['paths']['model_zoo_records']) as f:
+        records = json.load(f)
+    assert [r['name'] for r in records] == [
+        MODEL_PREFIX + k for k in ('adamw', 'l2sp', 'spd')]
+    for record, method in zip(records, results['methods']):
+        name = osp.basename(record['weights'])
+        match = re.fullmatch(re.escape(record['name']) + r'-([0-9a-f]{8})'
+                             r'\.pth', name)
+        assert match and sha256_of(record['weights']).startswith(
+            match.group(1))
+        assert set(torch.load(record['weights'], weights_only=True)) == {
+            'state_dict', 'meta'}
+        assert record['cfg_options'][
+            'optim_wrapper.optimizer.weight_decay'] == method['selected']
+        assert record['results'] == method['runs'][0]['results_json']
+
+
+def test_a_second_run_reuses_every_stage(demo):
+    work_dir, first = demo
+    start = time.perf_counter()
+    second = Demo(work_dir, REDUCED).run()
+    assert time.perf_counter() - start < 15
+    log = open(osp.join(work_dir, 'demo.log')).read()
+    stages = re.findall(r'\[(\d+)/(\d+)\] .*\((cached|[\d.]+ s)\)', log)
+    total = int(stages[0][1])
+    assert [s[2] for s in stages[-total:]] == ['cached'] * total
+    for a, b in zip(first['methods'], second['methods']):
+        assert a['runs'][0]['test'] == b['runs'][0]['test']
+
+
+def test_make_demo_runs_the_demo_tool():
+    dry = subprocess.run(['make', '-n', 'demo'], cwd=REPO, text=True,
+                         capture_output=True, check=True).stdout
+    assert 'tools/demo.py' in dry and 'benchmark_optimizer' not in dry
+
+
+def test_tool_passes_its_options_to_the_protocol(monkeypatch, tmp_path):
+    spec = importlib.util.spec_from_file_location(
+        'demo_tool', osp.join(REPO, 'tools', 'demo.py'))
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    seen = {}
+    monkeypatch.setattr(tool, 'run_demo', lambda work_dir, protocol, fig:
+                        seen.update(work_dir=work_dir, protocol=protocol))
+    tool.main(['--work-dir', str(tmp_path), '--seeds', '3', '4',
+               '--finetune-epochs', '2', '--no-reference'])
+    assert seen['work_dir'] == str(tmp_path)
+    assert seen['protocol'].seeds == (3, 4)
+    assert seen['protocol'].finetune_epochs == 2
+    assert seen['protocol'].reference is None
+    assert seen['protocol'].methods == DemoProtocol().methods
