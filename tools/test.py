@@ -9,12 +9,11 @@ import argparse
 import os
 import os.path as osp
 
-from mmengine.config import Config, DictAction
-from mmengine.registry import RUNNERS
-from mmengine.runner import Runner
+from mmengine.config import DictAction
 
 import mmspd  # noqa: F401  (registers optimizers, constructor, hooks)
-from mmspd.engine.launch import LAUNCHERS, configure_launch, finish_launch
+from mmspd.engine.launch import (LAUNCHERS, build_runner, configure_launch,
+                                 finish_launch, load_config)
 
 
 def parse_args(argv=None):
@@ -37,20 +36,11 @@ def main(argv=None):
     if not osp.isfile(args.checkpoint):
         raise FileNotFoundError(f'checkpoint {args.checkpoint!r} does not '
                                 f'exist')
-    cfg = Config.fromfile(args.config)
-    if args.cfg_options is not None:
-        cfg.merge_from_dict(args.cfg_options)
-    if args.work_dir is not None:
-        cfg.work_dir = args.work_dir
-    elif cfg.get('work_dir') is None:
-        cfg.work_dir = osp.join('./work_dirs',
-                                osp.splitext(osp.basename(args.config))[0])
+    cfg = load_config(args.config, args.cfg_options, args.work_dir)
     cfg.load_from = args.checkpoint
     cfg.resume = False
     configure_launch(cfg, args.launcher)
-    runner = (Runner.from_cfg(cfg)
-              if 'runner_type' not in cfg else RUNNERS.build(cfg))
-    metrics = runner.test()
+    metrics = build_runner(cfg).test()
     finish_launch()
     return metrics
 

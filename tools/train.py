@@ -10,15 +10,12 @@ without a GPU they run on CPU processes (see mmspd/engine/launch.py).
 """
 import argparse
 import os
-import os.path as osp
 
-from mmengine.config import Config, DictAction
-from mmengine.registry import RUNNERS
-from mmengine.runner import Runner
+from mmengine.config import DictAction
 
 import mmspd  # noqa: F401  (registers optimizers, constructor, hooks)
-from mmspd.engine.launch import (LAUNCHERS, configure_launch, enable_amp,
-                                 finish_launch)
+from mmspd.engine.launch import (LAUNCHERS, build_runner, configure_launch,
+                                 enable_amp, finish_launch, load_config)
 from mmspd.engine.resume import (resolve_auto_resume,
                                  use_crash_safe_checkpoints)
 
@@ -47,14 +44,7 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    cfg = Config.fromfile(args.config)
-    if args.cfg_options is not None:
-        cfg.merge_from_dict(args.cfg_options)
-    if args.work_dir is not None:
-        cfg.work_dir = args.work_dir
-    elif cfg.get('work_dir') is None:
-        cfg.work_dir = osp.join('./work_dirs',
-                                osp.splitext(osp.basename(args.config))[0])
+    cfg = load_config(args.config, args.cfg_options, args.work_dir)
     if args.amp:
         enable_amp(cfg)
     if args.resume == 'auto':
@@ -64,9 +54,7 @@ def main(argv=None):
     configure_launch(cfg, args.launcher)
     use_crash_safe_checkpoints(cfg)
     resolve_auto_resume(cfg)
-    runner = (Runner.from_cfg(cfg)
-              if 'runner_type' not in cfg else RUNNERS.build(cfg))
-    runner.train()
+    build_runner(cfg).train()
     finish_launch()
 
 

@@ -15,11 +15,15 @@ and :func:`resolve_auto_resume` (``--resume`` without a file picks the
 latest *complete* checkpoint of the work dir).
 """
 import os
+import os.path as osp
 import subprocess
+from typing import Optional
 
 import torch
 import torch.distributed as dist
 from mmengine.config import Config
+from mmengine.registry import RUNNERS
+from mmengine.runner import Runner
 
 #: The ``--launcher`` choices the tools accept (as upstream's tools).
 LAUNCHERS = ('none', 'pytorch', 'slurm', 'mpi')
@@ -80,6 +84,29 @@ def init_cpu_process_group(launcher: str) -> None:
                            f'variables {missing} (set by torchrun, srun or '
                            f'mpirun)')
     dist.init_process_group(backend='gloo', init_method='env://')
+
+
+def load_config(path: str, cfg_options: Optional[dict] = None,
+                work_dir: Optional[str] = None) -> Config:
+    """Read a config as the tools do: ``--cfg-options`` merged, and the work
+    dir from ``work_dir``, else the config's, else
+    ``./work_dirs/<config name>``."""
+    cfg = Config.fromfile(path)
+    if cfg_options:
+        cfg.merge_from_dict(cfg_options)
+    if work_dir is not None:
+        cfg.work_dir = work_dir
+    elif cfg.get('work_dir') is None:
+        cfg.work_dir = osp.join('./work_dirs',
+                                osp.splitext(osp.basename(path))[0])
+    return cfg
+
+
+def build_runner(cfg: Config):
+    """The Runner of ``cfg`` (``runner_type`` honoured, as upstream)."""
+    if 'runner_type' in cfg:
+        return RUNNERS.build(cfg)
+    return Runner.from_cfg(cfg)
 
 
 def configure_launch(cfg: Config, launcher: str) -> Config:

@@ -1,4 +1,4 @@
-"""Make mmengine's own checkpoints loadable with ``torch.load(weights_only=True)``.
+"""mmengine's own checkpoints, loadable with ``weights_only=True``.
 
 torch >= 2.6 loads with ``weights_only=True`` by default, and mmengine 0.10.7
 calls ``torch.load`` without the argument, so ``resume`` of mmengine's own

@@ -12,7 +12,8 @@ from torch import Tensor
 from ._adam_math import adam_moments_, adam_moments_foreach_
 from ._grouping import group_by_device_and_dtype, split_for_cache
 from .adam_spd import _scratch_like
-from .anchored_adam import AnchoredAdam, GroupTensors, select_kernel
+from .anchored_adam import (AnchoredAdam, GroupTensors, pick_kernel,
+                            select_kernel)
 
 __all__ = ['AdamL2SP', 'adam_l2sp']
 
@@ -49,12 +50,10 @@ def adam_l2sp(params: List[Tensor], grads: List[Tensor],
     """Functional AdamL2SP step; arguments as :func:`mmspd.optim.adam_spd`."""
     kernels = dict(loop=_single_tensor_adam_l2sp,
                    foreach=_multi_tensor_adam_l2sp, fused=_fused_adam_l2sp)
-    if kernel not in kernels:
-        raise ValueError(f'Unknown kernel {kernel!r}: expected one of '
-                         f'{", ".join(kernels)}')
-    kernels[kernel](params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, anchors,
-           steps, amsgrad=amsgrad, beta1=beta1, beta2=beta2, lr=lr,
-           weight_decay=weight_decay, eps=eps)
+    run = pick_kernel(kernels, kernel)
+    run(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, anchors, steps,
+        amsgrad=amsgrad, beta1=beta1, beta2=beta2, lr=lr,
+        weight_decay=weight_decay, eps=eps)
 
 
 def _single_tensor_adam_l2sp(params, grads, exp_avgs, exp_avg_sqs,

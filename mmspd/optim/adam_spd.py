@@ -11,7 +11,8 @@ from torch import Tensor
 
 from ._adam_math import adam_moments_, adam_moments_foreach_
 from ._grouping import group_by_device_and_dtype, split_for_cache
-from .anchored_adam import AnchoredAdam, GroupTensors, select_kernel
+from .anchored_adam import (AnchoredAdam, GroupTensors, pick_kernel,
+                            select_kernel)
 
 __all__ = ['AdamSPD', 'adam_spd']
 
@@ -108,12 +109,10 @@ def adam_spd(params: List[Tensor], grads: List[Tensor],
     """
     kernels = dict(loop=_single_tensor_adam_spd,
                    foreach=_multi_tensor_adam_spd, fused=_fused_adam_spd)
-    if kernel not in kernels:
-        raise ValueError(f'Unknown kernel {kernel!r}: expected one of '
-                         f'{", ".join(kernels)}')
-    kernels[kernel](params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, anchors,
-           steps, amsgrad=amsgrad, beta1=beta1, beta2=beta2, lr=lr,
-           weight_decay=weight_decay, eps=eps, ratios_out=ratios_out)
+    run = pick_kernel(kernels, kernel)
+    run(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, anchors, steps,
+        amsgrad=amsgrad, beta1=beta1, beta2=beta2, lr=lr,
+        weight_decay=weight_decay, eps=eps, ratios_out=ratios_out)
 
 
 def flat_dot(x: Tensor, y: Tensor) -> Tensor:
@@ -170,6 +169,19 @@ def keep_factors(dots: Tensor, deviation_norms: Tensor,
     if ratios_out is not None:
         ratios_out.append(ratios.reshape(-1))
     return 1.0 - weight_decay * ratios
+
+
+def _apply_keep(params: List[Tensor], anchors: Optional[List[Tensor]],
+                proposals: List[Tensor], keeps: Tensor) -> None:
+    """``p = a + keep * (q - a)`` per tensor (``proposals`` hold ``q - a``;
+    with zero anchors they are the parameters themselves)."""
+    keeps = keeps.unbind(0)
+    if anchors is None:
+        torch._foreach_mul_(params, keeps)
+        return
+    for param, anchor, proposal, keep in zip(params, anchors, proposals,
+                                             keeps):
+        torch.addcmul(anchor, proposal, keep, out=param)
 
 
 def _single_tensor_adam_spd(params, grads, exp_avgs, exp_avg_sqs,
@@ -232,13 +244,8 @@ def _multi_tensor_adam_spd(params, grads, exp_avgs, exp_avg_sqs,
                                 neg_step_sizes)
         proposal_norms = l2_norms(deviations)
         keeps = keep_factors(dots, deviation_norms, proposal_norms,
-                             weight_decay, ratios_out).unbind(0)
-        if b_anchors is None:
-            torch._foreach_mul_(b_params, keeps)
-        else:
-            for param, anchor, proposal, keep in zip(b_params, b_anchors,
-                                                     deviations, keeps):
-                torch.addcmul(anchor, proposal, keep, out=param)
+                             weight_decay, ratios_out)
+        _apply_keep(b_params, b_anchors, deviations, keeps)
 
 
 def _fused_adam_spd(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs,
@@ -283,13 +290,8 @@ def _fused_adam_spd(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs,
                     torch.sub(p, a, out=d)
             proposal_norms = l2_norms(deviations)
             keeps = keep_factors(dots, deviation_norms, proposal_norms,
-                                 weight_decay, ratios_out).unbind(0)
-            if b_anchors is None:
-                torch._foreach_mul_(b_params, keeps)
-            else:
-                for param, anchor, proposal, keep in zip(
-                        b_params, b_anchors, deviations, keeps):
-                    torch.addcmul(anchor, proposal, keep, out=param)
+                                 weight_decay, ratios_out)
+            _apply_keep(b_params, b_anchors, deviations, keeps)
 
 
 def _scratch_like(tensors: List[Tensor]) -> List[Tensor]:

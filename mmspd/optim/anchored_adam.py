@@ -116,6 +116,14 @@ def fused_available(device: torch.device, dtype: torch.dtype) -> bool:
             and dtype in (torch.float32, torch.float64, torch.bfloat16))
 
 
+def pick_kernel(kernels: Dict[str, Callable], name: str) -> Callable:
+    """``kernels[name]``, or a ``ValueError`` listing the known names."""
+    if name not in kernels:
+        raise ValueError(f'Unknown kernel {name!r}: expected one of '
+                         f'{", ".join(kernels)}')
+    return kernels[name]
+
+
 def select_kernel(group: Dict[str, Any], params: List[Tensor]) -> str:
     """``'fused'``, ``'foreach'`` or ``'loop'`` for one group's step.
 
@@ -348,7 +356,8 @@ class AnchoredAdam(Optimizer):
                     f'call reset_anchors() to anchor it at its current '
                     f'value')
         # raises if fused=True cannot be honoured
-        select_kernel(group, [p for p in group['params'] if p.grad is not None])
+        select_kernel(group,
+                      [p for p in group['params'] if p.grad is not None])
 
     def _gather(self, group: Dict[str, Any]) -> GroupTensors:
         """Collect (creating state) the group's parameters with a gradient.
