@@ -6,7 +6,6 @@ import json
 import os.path as osp
 import re
 import subprocess
-import time
 
 import pytest
 import torch
@@ -131,9 +130,7 @@ def test_publishes_one_model_per_method_for_the_model_zoo(demo):
 
 def test_a_second_run_reuses_every_stage(demo):
     work_dir, first = demo
-    start = time.perf_counter()
     second = Demo(work_dir, REDUCED).run()
-    assert time.perf_counter() - start < 15
     log = open(osp.join(work_dir, 'demo.log')).read()
     stages = re.findall(r'\[(\d+)/(\d+)\] .*\((cached|[\d.]+ s)\)', log)
     total = int(stages[0][1])
