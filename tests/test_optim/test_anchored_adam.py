@@ -9,7 +9,8 @@ import io
 import pytest
 import torch
 
-from tests.optim_helpers import KERNELS
+from tests.optim_helpers import (KERNELS, SHAPES, apply_grads,
+                                 gradient_stream, make_params)
 from mmspd.optim import AdamL2SP, AdamSPD
 
 OPTIMIZERS = [AdamSPD, AdamL2SP]
@@ -509,3 +510,66 @@ def test_bfloat16_anchors_survive_a_state_dict_round_trip(cls):
     fresh.reset_anchors()
     assert all(fresh.state[p]['anchor'].dtype == torch.bfloat16
                for p in model.parameters())
+
+
+# ------------------------------------------------ what both add to Adam
+@with_each_optimizer
+@pytest.mark.parametrize('kernel', KERNELS)
+@pytest.mark.parametrize('anchor', ['init', 'zero'])
+@pytest.mark.parametrize('amsgrad', [False, True])
+def test_zero_weight_decay_is_torch_adam(cls, kernel, anchor, amsgrad):
+    params = make_params()
+    adam_params = make_params()
+    opt = cls(params, lr=0.03, weight_decay=0.0, anchor=anchor,
+              amsgrad=amsgrad, **KERNELS[kernel])
+    adam = torch.optim.Adam(adam_params, lr=0.03, amsgrad=amsgrad,
+                            **KERNELS[kernel])
+    for grads in gradient_stream(steps=25):
+        apply_grads(params, grads)
+        apply_grads(adam_params, grads)
+        opt.step()
+        adam.step()
+    for a, b in zip(params, adam_params):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-12)
+
+
+@with_each_optimizer
+@pytest.mark.parametrize('kernel', KERNELS)
+@pytest.mark.parametrize('anchor', ['init', 'zero'])
+def test_gradients_are_left_untouched(cls, kernel, anchor):
+    params = make_params()
+    opt = cls(params, lr=0.05, weight_decay=1.0, anchor=anchor,
+              **KERNELS[kernel])
+    for grads in gradient_stream(steps=6):
+        apply_grads(params, grads)
+        held = [p.grad for p in params]
+        opt.step()
+        for p, g, h in zip(params, grads, held):
+            if g is None:
+                assert p.grad is None
+            else:
+                assert p.grad is h  # same tensor object...
+                assert torch.equal(p.grad, g)  # ...with the same values
+
+
+@with_each_optimizer
+@pytest.mark.parametrize('kernel', ['loop', 'foreach'])
+@pytest.mark.parametrize('anchor', ['init', 'zero'])
+def test_step_reads_no_tensor_value_on_the_host(cls, kernel, anchor):
+    """Meta tensors have no values: any .item(), bool() or Python ``if`` on a
+    parameter-device tensor inside step() raises. Passing proves the step is
+    free of host synchronisation on any device."""
+    params = [torch.nn.Parameter(torch.empty(s, device='meta'))
+              for s in SHAPES]
+    opt = cls([dict(params=params, anchor=anchor)], weight_decay=1.0,
+              amsgrad=True, **KERNELS[kernel])
+    for _ in range(2):
+        for p in params:
+            p.grad = torch.empty_like(p)
+        opt.step()
+    for p in params:
+        state = opt.state[p]
+        assert state['step'].device.type == 'cpu'
+        assert float(state['step']) == 2.0
+        assert state['exp_avg'].device.type == 'meta'
+        assert ('anchor' in state) == (anchor == 'init')
