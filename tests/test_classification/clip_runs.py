@@ -9,7 +9,6 @@ layout and convert with the real tool, so ``init_cfg`` really loads them.
 Model type, augmentation, optimizer, paramwise rules, schedule shape,
 auto_scale_lr, evaluation and test loop stay those of the config.
 """
-import importlib.util
 import os.path as osp
 import uuid
 from typing import Optional
@@ -18,24 +17,14 @@ import torch
 from mmengine.config import Config
 
 from tests.test_classification.tiny_clip import TinyCLIP
+from tests.tool_modules import REPO, load_tool
 
-REPO = osp.abspath(osp.join(osp.dirname(__file__), '..', '..'))
 IMAGE_SIZE = 32
 TINY_ARCH = dict(embed_dims=16, num_layers=1, num_heads=2,
                  feedforward_channels=32)
 #: Transforms whose output size is set by the config, and the key.
 SIZED_TRANSFORMS = {'RandomResizedCrop': 'scale', 'ResizeEdge': 'scale',
                     'CenterCrop': 'crop_size'}
-
-
-def load_tool(relative_path: str):
-    """A script under tools/ as a module (its ``main(argv)`` is the CLI)."""
-    path = osp.join(REPO, 'tools', relative_path)
-    name = 'mmspd_tool_' + osp.splitext(osp.basename(path))[0]
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def write_tiny_clip_weights(folder, seed: int = 0) -> str:

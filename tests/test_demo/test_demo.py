@@ -1,7 +1,6 @@
 """A reduced demo (one seed, one epoch, two strengths per method), run for
 real: data on disk, pretraining, fine-tuning through mmengine's Runner and
 the configs/demo configs, ID + OOD tests, publishing, report."""
-import importlib.util
 import json
 import os.path as osp
 import re
@@ -14,8 +13,8 @@ from PIL import Image
 from mmspd.demo.pipeline import MODEL_PREFIX, Demo
 from mmspd.demo.protocol import LINEAR_PROBE, DemoProtocol, Method
 from mmspd.zoo.publish import sha256_of
+from tests.tool_modules import REPO, load_tool
 
-REPO = osp.abspath(osp.join(osp.dirname(__file__), '..', '..'))
 SETS = ['clean', 'rotate', 'noise', 'blur', 'low_contrast', 'ood_avg']
 REDUCED = DemoProtocol(
     methods=(Method('adamw', 'AdamW', 'weight decay', (0.01, 1.0)),
@@ -146,10 +145,7 @@ def test_make_demo_runs_the_demo_tool():
 
 
 def test_tool_passes_its_options_to_the_protocol(monkeypatch, tmp_path):
-    spec = importlib.util.spec_from_file_location(
-        'demo_tool', osp.join(REPO, 'tools', 'demo.py'))
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
+    tool = load_tool('demo.py')
     seen = {}
     monkeypatch.setattr(tool, 'run_demo', lambda work_dir, protocol, fig:
                         seen.update(work_dir=work_dir, protocol=protocol))

@@ -3,7 +3,6 @@ Swin/UperNet a few iterations from "pretrained" weights loaded by the
 config's init_cfg, then the one test command for the clean and corrupted
 val sets."""
 import glob
-import importlib.util
 import json
 import os.path as osp
 import re
@@ -17,21 +16,14 @@ from mmengine.runner import Runner
 from mmspd.engine.runner.robust_test_loop import OOD_AVERAGE
 
 from .seg_files import write_pascal_context, write_pascal_mt
-from .seg_runs import (REPO, config_path, tiny_config, tiny_options, to_cli,
+from .seg_runs import (config_path, tiny_config, tiny_options, to_cli,
                        train, write_pretrained)
+from tests.tool_modules import load_tool
 
 OOD = ['fog', 'defocus_blur', 'gaussian_noise', 'brightness']
 SETS = ['clean'] + OOD
 METRICS = ['aAcc', 'mIoU', 'mAcc']
 MAX_ITERS = 4
-
-
-def _tool(name):
-    spec = importlib.util.spec_from_file_location(
-        f'mmspd_seg_tools_{name}', osp.join(REPO, 'tools', f'{name}.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope='module')
@@ -85,7 +77,7 @@ def test_the_best_clean_miou_checkpoint_is_kept(ctx_run):
 
 def _robust_test(config, checkpoint, work_dir, options):
     """``python tools/test.py CONFIG CKPT --work-dir ... --cfg-options``."""
-    return _tool('test').main([
+    return load_tool('test.py').main([
         config_path(config), checkpoint, '--work-dir', str(work_dir),
         '--cfg-options', *to_cli(options), 'log_level=INFO',
         f'experiment_name=test_{uuid.uuid4().hex}'

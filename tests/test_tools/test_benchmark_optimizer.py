@@ -1,21 +1,16 @@
 """tools/benchmark_optimizer.py: shapes are real ViT shapes, the report holds."""
-import importlib.util
 import json
 import os.path as osp
 
 import pytest
 import torch
 
-TOOL = osp.join(osp.dirname(__file__), '..', '..', 'tools',
-                'benchmark_optimizer.py')
+from tests.tool_modules import REPO, load_tool
 
 
 @pytest.fixture(scope='module')
 def bench():
-    spec = importlib.util.spec_from_file_location('benchmark_optimizer', TOOL)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_tool('benchmark_optimizer.py')
 
 
 def _numel(shapes):
@@ -97,7 +92,7 @@ def test_anchor_dtype_effect_reports_both_measures(bench):
 def test_end_to_end_times_both_optimizers_on_a_real_config(bench, tmp_path):
     from tests.dataset_files import write_custom_classification_set
     data = write_custom_classification_set(str(tmp_path / 'data'))
-    config = osp.join(osp.dirname(TOOL), '..', 'tests', 'data', 'configs',
+    config = osp.join(REPO, 'tests', 'data', 'configs',
                       'tiny_lenet_spd.py')
     e2e = bench.end_to_end(config,
                            {'train_dataloader.dataset.data_root': data},

@@ -1,7 +1,6 @@
 """The metafile generator (tools/misc/gen_model_index.py) on a real test
 run's robustness.json and a real published checkpoint, and the generated
 files committed at the repository root."""
-import importlib.util
 import json
 import os.path as osp
 import shutil
@@ -14,17 +13,13 @@ from mmspd.zoo.model_index import (HEADER, ModelRecord, load_records,
 from mmspd.zoo.publish import publish_checkpoint
 from tests.dataset_files import write_custom_classification_set
 from tests.lenet_runs import CONFIG, build_runner, train
+from tests.tool_modules import REPO, load_tool
 
-REPO = osp.abspath(osp.join(osp.dirname(__file__), '..', '..'))
-TOOL = osp.join(REPO, 'tools', 'misc', 'gen_model_index.py')
 
 
 @pytest.fixture(scope='module')
 def tool():
-    spec = importlib.util.spec_from_file_location('gen_model_index', TOOL)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_tool('misc/gen_model_index.py')
 
 
 @pytest.fixture(scope='module')

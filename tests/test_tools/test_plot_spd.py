@@ -1,5 +1,4 @@
 """tools/analysis_tools/plot_spd.py on real short runs of the tiny LeNet."""
-import importlib.util
 import json
 import os
 import os.path as osp
@@ -12,6 +11,7 @@ from PIL import Image
 
 from tests.dataset_files import write_custom_classification_set
 from tests.lenet_runs import only_scalars_log, read_scalars, train
+from tests.tool_modules import load_tool
 
 ROOT = osp.join(osp.dirname(__file__), '..', '..')
 TOOL = osp.join(ROOT, 'tools', 'analysis_tools', 'plot_spd.py')
@@ -28,10 +28,7 @@ RUNS = {
 
 @pytest.fixture(scope='module')
 def tool():
-    spec = importlib.util.spec_from_file_location('plot_spd', TOOL)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_tool('analysis_tools/plot_spd.py')
 
 
 @pytest.fixture(scope='module')

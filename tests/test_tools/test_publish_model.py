@@ -1,6 +1,5 @@
 """tools/publish_model.py on a real AdamSPD checkpoint of the tiny LeNet."""
 import hashlib
-import importlib.util
 import os
 import os.path as osp
 import re
@@ -11,17 +10,12 @@ import torch
 from mmspd.zoo.publish import plain_data, publish_checkpoint
 from tests.dataset_files import write_custom_classification_set
 from tests.lenet_runs import train
-
-TOOL = osp.join(osp.dirname(__file__), '..', '..', 'tools',
-                'publish_model.py')
+from tests.tool_modules import load_tool
 
 
 @pytest.fixture(scope='module')
 def tool():
-    spec = importlib.util.spec_from_file_location('publish_model', TOOL)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_tool('publish_model.py')
 
 
 @pytest.fixture(scope='module')

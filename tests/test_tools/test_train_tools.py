@@ -1,6 +1,5 @@
 """tools/train.py, tools/test.py and the dist/slurm launch scripts, run for
 real on the tiny LeNet config (CPU processes, gloo)."""
-import importlib.util
 import os
 import os.path as osp
 import re
@@ -15,8 +14,8 @@ import torch
 from mmspd.engine import launch
 from mmspd.engine.resume import is_complete_checkpoint
 from tests.dataset_files import write_custom_classification_set
+from tests.tool_modules import REPO, load_tool
 
-REPO = osp.abspath(osp.join(osp.dirname(__file__), '..', '..'))
 CONFIG = osp.join('tests', 'data', 'configs', 'tiny_lenet_spd.py')
 MAX_ITERS = 6  # the config's
 # Adam's update of a weight whose first gradient is about eps (1e-8) turns
@@ -57,14 +56,6 @@ def _run(cmd, **kwargs):
                           timeout=300,
                           **kwargs)
     return proc.returncode, proc.stdout
-
-
-def _load_tool(name):
-    path = osp.join(REPO, 'tools', f'{name}.py')
-    spec = importlib.util.spec_from_file_location(f'mmspd_tools_{name}', path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _weights(path):
@@ -156,13 +147,13 @@ def test_test_tool_names_a_missing_checkpoint(tmp_path, monkeypatch):
     with pytest.raises(FileNotFoundError,
                        match=f'checkpoint {re.escape(repr(missing))} does '
                        f'not exist'):
-        _load_tool('test').main([osp.join(REPO, CONFIG), missing])
+        load_tool('test.py').main([osp.join(REPO, CONFIG), missing])
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason='needs a CPU-only host')
 def test_amp_without_gpu_fails_early_and_clearly(tmp_path, monkeypatch):
     monkeypatch.setenv('LOCAL_RANK', '0')
-    train = _load_tool('train')
+    train = load_tool('train.py')
     with pytest.raises(RuntimeError, match='--amp needs a CUDA device') as e:
         train.main(
             [osp.join(REPO, CONFIG), '--amp', '--work-dir',
