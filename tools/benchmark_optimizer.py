@@ -25,6 +25,7 @@ import time
 from typing import Callable, Dict, List, Sequence, Tuple
 
 import torch
+from mmengine.config import DictAction
 
 from mmspd.optim import AdamL2SP, AdamSPD
 
@@ -288,6 +289,15 @@ def update_readme(path: str, section: str) -> None:
         f.write(text)
 
 
+def _key_value(option: str) -> str:
+    """Check one ``--cfg-options`` item; mmengine's DictAction parses it
+    (numbers, lists, booleans as in the tools)."""
+    if '=' not in option:
+        raise argparse.ArgumentTypeError(
+            f'--cfg-options expects KEY=VALUE, got {option!r}')
+    return option
+
+
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--models', nargs='+', default=['vit-s16', 'vit-b16'],
@@ -301,7 +311,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help='also time training iterations of CONFIG with '
                         'AdamSPD and with AdamW')
     parser.add_argument('--e2e-iters', type=int, default=40)
-    parser.add_argument('--cfg-options', nargs='+', default=[],
+    parser.add_argument('--cfg-options', nargs='+', default={},
+                        type=_key_value, action=DictAction,
                         metavar='KEY=VALUE',
                         help='overrides for the --end-to-end config')
     parser.add_argument('--update-readme', metavar='README',
@@ -315,9 +326,6 @@ def parse_args(argv=None) -> argparse.Namespace:
         parser.error(f'--rounds must be >= 1, got {args.rounds}')
     if args.e2e_iters < 8:
         parser.error(f'--e2e-iters must be >= 8, got {args.e2e_iters}')
-    for option in args.cfg_options:
-        if '=' not in option:
-            parser.error(f'--cfg-options expects KEY=VALUE, got {option!r}')
     if args.warmup < 1:
         parser.error(f'--warmup must be >= 1 (the first step allocates '
                      f'state), got {args.warmup}')
@@ -353,8 +361,7 @@ def main(argv=None) -> Dict:
         sections.append(line)
         print(line + '\n')
     if args.end_to_end:
-        options = dict(o.split('=', 1) for o in args.cfg_options)
-        e2e = end_to_end(args.end_to_end, options, args.e2e_iters)
+        e2e = end_to_end(args.end_to_end, args.cfg_options, args.e2e_iters)
         report['end_to_end'] = dict(config=args.end_to_end, **e2e)
         verdict = 'met' if e2e['throughput_ratio'] >= 0.97 else 'NOT met'
         line = (f'End to end, {args.end_to_end}: median iteration '

@@ -54,7 +54,8 @@ def test_report_has_every_contender_with_ratios_and_memory(
 
 
 @pytest.mark.parametrize('argv', [['--rounds', '0'], ['--warmup', '0'],
-                                  ['--models', 'resnet50']])
+                                  ['--models', 'resnet50'],
+                                  ['--cfg-options', 'batch_size']])
 def test_bad_arguments_are_rejected(bench, argv, capsys):
     with pytest.raises(SystemExit):
         bench.parse_args(argv)
@@ -100,3 +101,8 @@ def test_end_to_end_times_both_optimizers_on_a_real_config(bench, tmp_path):
     assert e2e['adamspd_s'] > 0 and e2e['adamw_s'] > 0
     assert e2e['throughput_ratio'] == pytest.approx(
         e2e['adamw_s'] / e2e['adamspd_s'])
+
+
+def test_cfg_options_are_typed_as_in_the_tools(bench):
+    args = bench.parse_args(['--cfg-options', 'a.b=8', 'c=0.5', 'd=x'])
+    assert args.cfg_options == {'a.b': 8, 'c': 0.5, 'd': 'x'}
