@@ -3,9 +3,11 @@ figure (ID vs OOD accuracy per method and seed)."""
 import math
 from typing import Dict, List, Sequence
 
-#: RobustTestLoop's metric (top-1 accuracy in %) and its OOD-mean row.
+from mmspd.engine.runner.robust_test_loop import OOD_AVERAGE
+from mmspd.engine.text_table import format_columns
+
+#: RobustTestLoop's metric for the demo (top-1 accuracy in %).
 METRIC = 'accuracy/top1'
-OOD_AVERAGE = 'ood_avg'
 
 
 def mean_std(values: Sequence[float]) -> Dict[str, float]:
@@ -45,12 +47,7 @@ def format_table(rows: List[dict], sets: Sequence[str], id_name: str
         summary = row['summary']
         table.append([row['name'], row['setting'], _cell(summary['val'])]
                      + [_cell(summary[s]) for s in sets])
-    widths = [max(len(r[i]) for r in table) for i in range(len(header))]
-    lines = ['  '.join(c.ljust(w) if i < 2 else c.rjust(w)
-                       for i, (c, w) in enumerate(zip(r, widths)))
-             for r in table]
-    lines.insert(1, '  '.join('-' * w for w in widths))
-    return '\n'.join(lines)
+    return format_columns(table, left_columns=2, rule=True)
 
 
 def plot(rows: List[dict], sets: Sequence[str], id_name: str, path: str,

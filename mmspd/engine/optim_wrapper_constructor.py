@@ -28,6 +28,8 @@ from mmengine.optim import DefaultOptimWrapperConstructor, OptimWrapper
 from mmengine.registry import (OPTIM_WRAPPER_CONSTRUCTORS, OPTIM_WRAPPERS,
                                OPTIMIZERS)
 
+from .text_table import format_columns
+
 #: Keys of a ``custom_keys`` entry that mmengine itself interprets.
 MULTIPLIER_KEYS = ('lr_mult', 'decay_mult')
 
@@ -70,9 +72,7 @@ def format_group_table(optimizer) -> str:
                      f'{group["lr"]:.4g}',
                      f'{group.get("weight_decay", 0):.4g}',
                      str(group.get('anchor', '-'))))
-    widths = [max(len(row[c]) for row in rows) for c in range(len(header))]
-    return '\n'.join('  '.join(cell.rjust(w) for cell, w in zip(row, widths))
-                     for row in rows)
+    return format_columns(rows)
 
 
 @OPTIM_WRAPPER_CONSTRUCTORS.register_module()

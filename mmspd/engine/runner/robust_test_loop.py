@@ -37,6 +37,8 @@ from mmengine.logging import print_log
 from mmengine.registry import LOOPS
 from mmengine.runner import TestLoop
 
+from ..text_table import format_columns
+
 #: Row name of the mean over the OOD sets.
 OOD_AVERAGE = 'ood_avg'
 
@@ -98,11 +100,7 @@ def format_table(metrics: Dict[str, float], names: Sequence[str]) -> str:
             f'{metrics[f"{name}/{c}"]:.2f}' if f'{name}/{c}' in metrics
             else '-' for c in columns
         ])
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    lines = ['  '.join(cell.rjust(w) for cell, w in zip(row, widths))
-             for row in rows]
-    lines.insert(1, '  '.join('-' * w for w in widths))
-    return '\n'.join(lines)
+    return format_columns(rows, rule=True)
 
 
 @LOOPS.register_module()
