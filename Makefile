@@ -12,7 +12,8 @@ STAMP := $(VENV)/.mmspd-stack-installed
 
 install: $(STAMP)
 
-$(STAMP): requirements/stack.txt setup.py tools/misc/build_mmcv_wheel.sh
+$(STAMP): requirements/stack.txt setup.py tools/misc/build_mmcv_wheel.sh \
+		mmspd/optim/csrc/adam_spd_cpu.cpp
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet $$(grep -E '^(torch|torchvision)==' requirements/stack.txt)
 	$(PIP) install --quiet 'setuptools<81' wheel ninja

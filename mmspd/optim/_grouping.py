@@ -59,3 +59,30 @@ def split_for_cache(device: torch.device, lists: List[Optional[list]],
     bounds = chunks + [len(tensors)]
     return [[None if lst is None else lst[a:b] for lst in lists]
             for a, b in zip(bounds[:-1], bounds[1:])]
+
+
+def split_contiguous(
+        lists: List[Optional[list]]
+) -> Tuple[Optional[List[list]], Optional[List[list]]]:
+    """Split aligned lists into ``(contiguous, other)`` by position.
+
+    Position ``i`` is contiguous when every tensor at ``i`` is (non-tensor
+    entries, such as step counts, do not count). Fused kernels index the
+    tensors of a position by one flat offset, which is only right for
+    contiguous tensors (torch's ``_fused_adam_`` silently mixes up elements
+    of a transposed parameter with a contiguous gradient). Either part is
+    ``None`` when it would be empty.
+    """
+    dense = [
+        all(not isinstance(lst[i], Tensor) or lst[i].is_contiguous()
+            for lst in lists if lst is not None)
+        for i in range(len(lists[0]))
+    ]
+
+    def pick(keep: bool) -> Optional[List[list]]:
+        if keep not in dense:
+            return None
+        return [None if lst is None else
+                [x for x, d in zip(lst, dense) if d == keep] for lst in lists]
+
+    return pick(True), pick(False)

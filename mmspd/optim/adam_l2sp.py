@@ -10,7 +10,8 @@ import torch
 from torch import Tensor
 
 from ._adam_math import adam_moments_, adam_moments_foreach_
-from ._grouping import group_by_device_and_dtype, split_for_cache
+from ._grouping import (group_by_device_and_dtype, split_contiguous,
+                        split_for_cache)
 from .adam_spd import _scratch_like
 from .anchored_adam import (AnchoredAdam, GroupTensors, pick_kernel,
                             select_kernel)
@@ -99,7 +100,14 @@ def _fused_adam_l2sp(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs,
     Adam kernel on it."""
     buckets = group_by_device_and_dtype(params, grads, exp_avgs, exp_avg_sqs,
                                         max_exp_avg_sqs, anchors, steps)
-    for (device, _), lists in buckets.items():
+    for (device, _), bucket in buckets.items():
+        lists, strided = split_contiguous(bucket)
+        if strided is not None:  # torch's fused Adam needs flat layouts
+            _multi_tensor_adam_l2sp(
+                *strided, amsgrad=amsgrad, beta1=beta1, beta2=beta2, lr=lr,
+                weight_decay=weight_decay, eps=eps)
+        if lists is None:
+            continue
         for (b_params, b_grads, b_exp_avgs, b_exp_avg_sqs, b_max_exp_avg_sqs,
              b_anchors, b_steps) in split_for_cache(device, lists):
             if weight_decay != 0:

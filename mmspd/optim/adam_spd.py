@@ -9,8 +9,10 @@ from typing import Dict, List, Optional
 import torch
 from torch import Tensor
 
+from . import _native
 from ._adam_math import adam_moments_, adam_moments_foreach_
-from ._grouping import group_by_device_and_dtype, split_for_cache
+from ._grouping import (group_by_device_and_dtype, split_contiguous,
+                        split_for_cache)
 from .anchored_adam import (AnchoredAdam, GroupTensors, pick_kernel,
                             select_kernel)
 
@@ -251,47 +253,77 @@ def _multi_tensor_adam_spd(params, grads, exp_avgs, exp_avg_sqs,
 def _fused_adam_spd(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs,
                     anchors, steps, *, amsgrad, beta1, beta2, lr,
                     weight_decay, eps, ratios_out=None) -> None:
-    """Adam's part in torch's fused kernel (one pass), SPD's around it.
+    """One or two passes per tensor, per same-device, same-dtype bucket.
 
-    Per cache-sized chunk: ``p - a`` into a scratch buffer with its dot and
-    norm, the fused Adam update of ``p`` to ``q``, ``q - a`` into the same
-    scratch buffer with its norm, then ``p = a + keep * (q - a)``. Only the
-    fused pass and the first read of a chunk touch main memory.
+    Contiguous CPU float32/float64 buckets run in mmspd's compiled kernel
+    (:mod:`mmspd.optim._native`): Adam, the three sums and the proposal in
+    one pass, the projection in a second pass over projected tensors only.
+    Other buckets (bfloat16, or no compiled kernel) are composed of torch
+    ops around torch's fused Adam. Non-contiguous tensors (e.g.
+    channels_last) take the foreach kernel.
     """
     buckets = group_by_device_and_dtype(params, grads, exp_avgs, exp_avg_sqs,
-                                        max_exp_avg_sqs, anchors, steps)
-    for (device, _), lists in buckets.items():
-        for (b_params, b_grads, b_exp_avgs, b_exp_avg_sqs, b_max_exp_avg_sqs,
-             b_anchors, b_steps) in split_for_cache(device, lists):
-            step_tensors = [torch.tensor(float(s)) for s in b_steps]
+                                        max_exp_avg_sqs if amsgrad else None,
+                                        anchors, steps)
+    hyper = dict(beta1=beta1, beta2=beta2, lr=lr, eps=eps)
+    for (device, _), bucket in buckets.items():
+        lists, strided = split_contiguous(bucket)
+        if strided is not None:
+            _multi_tensor_adam_spd(*strided, amsgrad=amsgrad,
+                                   weight_decay=weight_decay,
+                                   ratios_out=ratios_out, **hyper)
+        if lists is None:
+            continue
+        if weight_decay != 0 and _native.serves(lists[0]):
+            ratios = _native.adam_spd_step(*lists, weight_decay=weight_decay,
+                                           **hyper)
+            if ratios_out is not None:
+                ratios_out.append(ratios)
+            continue
+        for chunk in split_for_cache(device, lists):
+            _composed_fused_adam_spd(*chunk, amsgrad=amsgrad,
+                                     weight_decay=weight_decay,
+                                     ratios_out=ratios_out, **hyper)
 
-            def fused_adam():
-                torch._fused_adam_(
-                    b_params, b_grads, b_exp_avgs, b_exp_avg_sqs,
-                    b_max_exp_avg_sqs if amsgrad else [], step_tensors,
-                    amsgrad=amsgrad, lr=lr, beta1=beta1, beta2=beta2,
-                    weight_decay=0.0, eps=eps, maximize=False)
 
-            if weight_decay == 0:
-                fused_adam()
-                continue
-            if b_anchors is None:
-                deviations = b_params  # zero anchors: p - a is p itself
-            else:
-                deviations = _scratch_like(b_params)
-                for p, a, d in zip(b_params, b_anchors, deviations):
-                    torch.sub(p, a, out=d)
-            dots = torch.stack(
-                [flat_dot(g, d) for g, d in zip(b_grads, deviations)])
-            deviation_norms = l2_norms(deviations)
-            fused_adam()
-            if b_anchors is not None:
-                for p, a, d in zip(b_params, b_anchors, deviations):
-                    torch.sub(p, a, out=d)
-            proposal_norms = l2_norms(deviations)
-            keeps = keep_factors(dots, deviation_norms, proposal_norms,
-                                 weight_decay, ratios_out)
-            _apply_keep(b_params, b_anchors, deviations, keeps)
+def _composed_fused_adam_spd(params, grads, exp_avgs, exp_avg_sqs,
+                             max_exp_avg_sqs, anchors, steps, *, amsgrad,
+                             beta1, beta2, lr, weight_decay, eps,
+                             ratios_out=None) -> None:
+    """Adam's part in torch's fused kernel (one pass), SPD's around it.
+
+    For one cache-sized chunk: ``p - a`` into a scratch buffer with its dot
+    and norm, the fused Adam update of ``p`` to ``q``, ``q - a`` into the
+    same scratch buffer with its norm, then ``p = a + keep * (q - a)``. Only
+    the fused pass and the first read of the chunk touch main memory.
+    """
+    step_tensors = [torch.tensor(float(s)) for s in steps]
+
+    def fused_adam():
+        torch._fused_adam_(params, grads, exp_avgs, exp_avg_sqs,
+                           max_exp_avg_sqs if amsgrad else [], step_tensors,
+                           amsgrad=amsgrad, lr=lr, beta1=beta1, beta2=beta2,
+                           weight_decay=0.0, eps=eps, maximize=False)
+
+    if weight_decay == 0:
+        fused_adam()
+        return
+    if anchors is None:
+        deviations = params  # zero anchors: p - a is p itself
+    else:
+        deviations = _scratch_like(params)
+        for p, a, d in zip(params, anchors, deviations):
+            torch.sub(p, a, out=d)
+    dots = torch.stack([flat_dot(g, d) for g, d in zip(grads, deviations)])
+    deviation_norms = l2_norms(deviations)
+    fused_adam()
+    if anchors is not None:
+        for p, a, d in zip(params, anchors, deviations):
+            torch.sub(p, a, out=d)
+    proposal_norms = l2_norms(deviations)
+    keeps = keep_factors(dots, deviation_norms, proposal_norms, weight_decay,
+                         ratios_out)
+    _apply_keep(params, anchors, deviations, keeps)
 
 
 def _scratch_like(tensors: List[Tensor]) -> List[Tensor]:

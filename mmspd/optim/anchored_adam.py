@@ -179,7 +179,9 @@ class AnchoredAdam(Optimizer):
         anchor_dtype: dtype the anchors are stored in (``None``: the
             parameter's). ``'bfloat16'`` halves the anchors' memory (state
             2.5x instead of 3x the float32 parameter bytes) at the cost of
-            rounding the anchor to 8 bits of mantissa (see README).
+            rounding the anchor to 8 bits of mantissa (see README). It
+            must be one the parameter's dtype contains (a wider one is an
+            error at the first step: it would cost memory for nothing).
         foreach: ``False`` selects the per-tensor reference loop.
         fused: ``None`` (default) uses the fused kernel where it serves the
             tensors (CPU) and the multi-tensor ``torch._foreach_*`` path
@@ -336,6 +338,8 @@ class AnchoredAdam(Optimizer):
     def _check_group(self, group: Dict[str, Any], first_index: int) -> None:
         """Raise if any parameter of ``group`` cannot be stepped."""
         name = type(self).__name__
+        anchor_dtype = resolve_dtype(group['anchor_dtype']) \
+            if group['anchor_dtype'] is not None else None
         for offset, p in enumerate(group['params']):
             if p.grad is None:
                 continue
@@ -347,6 +351,15 @@ class AnchoredAdam(Optimizer):
             if torch.is_complex(p):
                 raise RuntimeError(f'{name} does not support complex '
                                    f'parameters (parameter {index})')
+            if group['anchor'] == 'init' and anchor_dtype is not None and \
+                    torch.promote_types(p.dtype, anchor_dtype) != p.dtype:
+                raise ValueError(
+                    f"{name}: anchor_dtype={group['anchor_dtype']!r} does "
+                    f'not fit in the dtype of parameter {index} '
+                    f'({p.dtype}): anchors are captured from the '
+                    f'parameters, so a wider type costs memory for no '
+                    f'precision; use anchor_dtype=None (the parameter\'s '
+                    f'dtype) or a narrower one')
             state = self.state.get(p)
             if group['anchor'] == 'init' and state and 'anchor' not in state:
                 raise RuntimeError(

@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from tests.optim_helpers import (KERNELS, SHAPES, apply_grads,
-                                 gradient_stream, make_params)
+                                 gradient_stream, make_params,
+                                 max_scaled_ulps)
 from mmspd.optim import AdamL2SP, AdamSPD
 
 OPTIMIZERS = [AdamSPD, AdamL2SP]
@@ -489,6 +490,21 @@ def test_bad_anchor_dtype_is_named(cls, bad):
 
 
 @with_each_optimizer
+@pytest.mark.parametrize('param_dtype,anchor_dtype', [
+    (torch.float32, 'float64'), (torch.bfloat16, 'float16')])
+def test_anchor_dtype_the_parameter_cannot_hold_is_named(cls, param_dtype,
+                                                         anchor_dtype):
+    p = torch.nn.Parameter(torch.ones(2, dtype=param_dtype))
+    opt = cls([p], weight_decay=1.0, anchor_dtype=anchor_dtype)
+    p.grad = torch.ones_like(p)
+    with pytest.raises(ValueError, match=f"anchor_dtype='{anchor_dtype}' "
+                       f'does not fit in the dtype of parameter 0'):
+        opt.step()
+    assert not opt.state[p]  # nothing created by the failed step
+    assert torch.equal(p.detach(), torch.ones(2, dtype=param_dtype))
+
+
+@with_each_optimizer
 def test_bfloat16_anchors_survive_a_state_dict_round_trip(cls):
     model = torch.nn.Linear(4, 3)
     opt = cls(model.parameters(), lr=0.1, weight_decay=1.0,
@@ -573,3 +589,28 @@ def test_step_reads_no_tensor_value_on_the_host(cls, kernel, anchor):
         assert float(state['step']) == 2.0
         assert state['exp_avg'].device.type == 'meta'
         assert ('anchor' in state) == (anchor == 'init')
+
+
+@with_each_optimizer
+@pytest.mark.parametrize('kernel', ['foreach', 'fused'])
+def test_transposed_parameters_step_like_the_loop(cls, kernel):
+    # A transposed parameter with contiguous gradients: torch's own fused
+    # Adam mixes their elements up; the fused kernels route such tensors to
+    # the foreach path instead.
+    kwargs = dict(lr=0.05, weight_decay=1.0)
+    start = torch.randn(6, 5, generator=torch.Generator().manual_seed(3))
+    loop_p = [torch.nn.Parameter(start.clone().t()), torch.nn.Parameter(
+        start.clone())]
+    fast_p = [torch.nn.Parameter(start.clone().t()), torch.nn.Parameter(
+        start.clone())]
+    assert not fast_p[0].is_contiguous()
+    loop = cls(loop_p, foreach=False, **kwargs)
+    fast = cls(fast_p, **KERNELS[kernel], **kwargs)
+    for grads in gradient_stream(shapes=[(5, 6), (6, 5)], steps=10,
+                                 dtype=torch.float32):
+        apply_grads(loop_p, grads)
+        apply_grads(fast_p, grads)
+        loop.step()
+        fast.step()
+    for a, b in zip(loop_p, fast_p):
+        assert max_scaled_ulps(a, b) <= 8.0
