@@ -48,12 +48,26 @@ def test_report_has_every_contender_with_ratios_and_memory(
     assert results[bench.DEFAULT_PATH]['state_per_param'] == 3.0
     assert results["AdamSPD(anchor='zero')"]['state_per_param'] == 2.0
     assert '| AdamW(foreach) |' in printed and '1.00x' in printed
+    # bytes a step must move per parameter: AdamW 28, SPD 32 (anchor read),
+    # bfloat16 anchors 30, zero anchors 28; the floor is that at the
+    # bandwidth measured in the same run
+    numel = report['vit-tiny-test']['numel']
+    per_param = {name: r['traffic_bytes'] / numel
+                 for name, r in results.items()}
+    assert per_param[bench.BASELINE_FOREACH] == 28
+    assert per_param[bench.DEFAULT_PATH] == 32
+    assert per_param["AdamSPD(anchor_dtype='bfloat16')"] == 30
+    assert per_param["AdamSPD(anchor='zero')"] == 28
+    for r in results.values():
+        assert r['floor_s'] > 0
+    assert 'GB/s' in printed and 'vs its traffic floor' in printed
     saved = json.loads(out.read_text())
     assert saved['models']['vit-tiny-test']['results'] == json.loads(
         json.dumps(results))
 
 
 @pytest.mark.parametrize('argv', [['--rounds', '0'], ['--warmup', '0'],
+                                  ['--e2e-repeats', '0'],
                                   ['--models', 'resnet50'],
                                   ['--cfg-options', 'batch_size']])
 def test_bad_arguments_are_rejected(bench, argv, capsys):
@@ -101,8 +115,46 @@ def test_end_to_end_times_both_optimizers_on_a_real_config(bench, tmp_path):
     assert e2e['adamspd_s'] > 0 and e2e['adamw_s'] > 0
     assert e2e['throughput_ratio'] == pytest.approx(
         e2e['adamw_s'] / e2e['adamspd_s'])
+    # one repeat: its own ratio is the pooled one
+    assert e2e['repeat_ratio_min'] == e2e['repeat_ratio_max'] == \
+        pytest.approx(e2e['throughput_ratio'])
 
 
 def test_cfg_options_are_typed_as_in_the_tools(bench):
     args = bench.parse_args(['--cfg-options', 'a.b=8', 'c=0.5', 'd=x'])
     assert args.cfg_options == {'a.b': 8, 'c': 0.5, 'd': 'x'}
+
+
+def _report(bench, model, default_s, foreach_s, fused_s=None, state=3.0):
+    results = {bench.DEFAULT_PATH: dict(median_s=default_s,
+                                        state_per_param=state),
+               bench.BASELINE_FOREACH: dict(median_s=foreach_s,
+                                            state_per_param=2.0)}
+    if fused_s is not None:
+        results[bench.BASELINE_FUSED] = dict(median_s=fused_s,
+                                             state_per_param=2.0)
+    return {model: dict(numel=1, results=results)}
+
+
+def test_targets_name_ratio_and_verdict_per_device(bench):
+    cpu, cuda = torch.device('cpu'), torch.device('cuda')
+    lines = bench.check_targets(
+        _report(bench, 'vit-b16', 1.4, 10.0, fused_s=1.0), cpu)
+    assert lines == [
+        'Target AdamSPD(default) <= 1.5x AdamW(fused) on vit-b16: 1.40x, '
+        'met.',
+        'Target AdamSPD(default) state <= 3.0x parameter bytes on vit-b16: '
+        '3.00x, met.'
+    ]
+    lines = bench.check_targets(
+        _report(bench, 'vit-b16', 1.3, 10.0, fused_s=1.0, state=3.5), cuda)
+    assert lines[0].endswith('1.30x, NOT met.')  # GPU target is 1.2x
+    assert lines[1].endswith('3.50x, NOT met.')
+    lines = bench.check_targets(_report(bench, 'vit-s16', 1.0, 10.0), cpu)
+    assert 'AdamW(fused) unavailable, not measured' in lines[1]
+    assert lines[0].endswith('0.10x, met.')
+
+
+def test_bandwidth_is_measured_not_assumed(bench):
+    assert bench.measure_bandwidth(torch.device('cpu'), numel=1 << 16,
+                                   rounds=2) > 1e8  # > 0.1 GB/s
