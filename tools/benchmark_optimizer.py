@@ -449,8 +449,8 @@ def main(argv=None) -> Dict:
     header = (f'Machine: {machine_description(device)}; device {device}; '
               f'median of {args.rounds} interleaved steps per optimizer; '
               f'memory bandwidth {bandwidth / 1e9:.1f} GB/s (in-place '
-              f'a += s * b, measured now): a traffic floor is the bytes a step must '
-              f'move (bytes / param) at that rate.')
+              f'a += s * b, measured now): a traffic floor is the bytes a '
+              f'step must move (bytes / param) at that rate.')
     print(header + '\n')
     sections = [header]
     report = {}
