@@ -147,30 +147,41 @@ def step_traffic_bytes(optimizer: torch.optim.Optimizer) -> int:
     return total
 
 
-def measure_bandwidth(device: torch.device, numel: int = 1 << 25,
-                      rounds: int = 7) -> float:
-    """Memory bandwidth (bytes/s) of ``device`` for an optimizer's access
-    pattern: ``a += s * b`` in place on float32 tensors far larger than the
-    caches (read a and b, write a back: 12 bytes per element), median over
-    ``rounds``. In place, like a step, so no write-allocate traffic is
-    hidden in it (an out-of-place copy measures about a third less here)."""
-    a = torch.rand(numel, device=device)
-    b = torch.rand(numel, device=device)
-    times = []
-    for _ in range(rounds + 1):  # the first run touches the pages
-        _sync(device)
+class BandwidthProbe:
+    """Memory bandwidth of ``device`` for an optimizer's access pattern.
+
+    ``a += s * b`` in place on float32 tensors far larger than the caches:
+    read a and b, write a back, 12 bytes per element, no write-allocate
+    traffic (an out-of-place copy measures about a third less here). Call
+    it once per benchmark round, beside the optimizers, so that it sees the
+    same machine noise; :meth:`bytes_per_s` is the median.
+    """
+
+    def __init__(self, device: torch.device, numel: int = 1 << 25) -> None:
+        self.device = device
+        self.a = torch.rand(numel, device=device)
+        self.b = torch.rand(numel, device=device)
+        self.times: List[float] = []
+        self.a.add_(self.b, alpha=1e-3)  # touches the pages
+
+    def __call__(self) -> None:
+        _sync(self.device)
         start = time.perf_counter()
-        a.add_(b, alpha=1e-3)
-        _sync(device)
-        times.append(time.perf_counter() - start)
-    return 12 * numel / statistics.median(times[1:])
+        self.a.add_(self.b, alpha=1e-3)
+        _sync(self.device)
+        self.times.append(time.perf_counter() - start)
+
+    def bytes_per_s(self) -> float:
+        return 12 * self.a.numel() / statistics.median(self.times)
 
 
 def benchmark_model(shapes: Sequence[Tuple[int, ...]], device: torch.device,
                     rounds: int, warmup: int, seed: int = 0,
-                    bandwidth: float = 0.0) -> Dict:
-    """Median step time (s), state ratio and (with ``bandwidth`` in
-    bytes/s) the memory-traffic floor time of every contender."""
+                    probe_numel: int = 1 << 25) -> Dict:
+    """Per contender: median step time (s), state per parameter byte, the
+    bytes a step must move and the time that takes at the bandwidth
+    measured between the same rounds (``floor_s``). Also returns the
+    bandwidth (bytes/s) under ``'bandwidth'``."""
     gen = torch.Generator().manual_seed(seed)
     init = [torch.randn(s, generator=gen) * 0.02 for s in shapes]
     grads = [(torch.randn(s, generator=gen) * 1e-3).to(device)
@@ -184,26 +195,30 @@ def benchmark_model(shapes: Sequence[Tuple[int, ...]], device: torch.device,
     for optimizer in runs.values():
         for _ in range(warmup):  # state, anchors, allocator warm-up
             optimizer.step()
+    probe = BandwidthProbe(device, probe_numel)
     times: Dict[str, List[float]] = {name: [] for name in runs}
-    order = list(runs)
+    order = list(runs) + [None]  # None: the bandwidth probe
     shuffle = random.Random(seed)
     for _ in range(rounds):
         shuffle.shuffle(order)
         for name in order:
+            if name is None:
+                probe()
+                continue
             _sync(device)
             start = time.perf_counter()
             runs[name].step()
             _sync(device)
             times[name].append(time.perf_counter() - start)
+    bandwidth = probe.bytes_per_s()
     results = {}
     for name, optimizer in runs.items():
         traffic = step_traffic_bytes(optimizer)
         results[name] = dict(
             median_s=statistics.median(times[name]),
             state_per_param=state_bytes_per_param_byte(optimizer),
-            traffic_bytes=traffic,
-            floor_s=traffic / bandwidth if bandwidth > 0 else None)
-    return results
+            traffic_bytes=traffic, floor_s=traffic / bandwidth)
+    return dict(results=results, bandwidth=bandwidth)
 
 
 def anchor_dtype_effect(shapes: Sequence[Tuple[int, ...]], steps: int = 20,
@@ -244,12 +259,14 @@ def anchor_dtype_effect(shapes: Sequence[Tuple[int, ...]], steps: int = 20,
                 projection_disagreement=disagreements / considered)
 
 
-def format_table(model: str, numel: int, results: Dict) -> str:
-    """Markdown table of one model's results."""
+def format_table(model: str, numel: int, results: Dict,
+                 bandwidth: float) -> str:
+    """Markdown table of one model's results (``bandwidth`` in bytes/s)."""
     foreach = results[BASELINE_FOREACH]['median_s']
     fused = results.get(BASELINE_FUSED, {}).get('median_s')
     lines = [
-        f'{model}: {numel / 1e6:.1f}M parameters',
+        f'{model}: {numel / 1e6:.1f}M parameters; memory bandwidth '
+        f'{bandwidth / 1e9:.1f} GB/s',
         '',
         '| optimizer | median step (ms) | vs AdamW(foreach) | vs AdamW(fused) '
         '| vs its traffic floor | bytes / param | state / param bytes |',
@@ -257,8 +274,7 @@ def format_table(model: str, numel: int, results: Dict) -> str:
     ]
     for name, r in results.items():
         vs_fused = f'{r["median_s"] / fused:.2f}x' if fused else 'n/a'
-        floor = r.get('floor_s')
-        vs_floor = f'{r["median_s"] / floor:.2f}x' if floor else 'n/a'
+        vs_floor = f'{r["median_s"] / r["floor_s"]:.2f}x'
         lines.append(f'| {name} | {r["median_s"] * 1e3:.1f} | '
                      f'{r["median_s"] / foreach:.2f}x | {vs_fused} | '
                      f'{vs_floor} | {r["traffic_bytes"] / numel:.0f} | '
@@ -294,7 +310,7 @@ def check_targets(report: Dict, device: torch.device) -> List[str]:
 
 
 def end_to_end(config: str, options: Dict, iters: int,
-               repeats: int = 3) -> Dict[str, float]:
+               repeats: int = 5) -> Dict[str, float]:
     """Median training iteration time of ``config`` with AdamSPD and AdamW.
 
     The config is trained for ``iters`` iterations (``train_cfg`` switched to
@@ -417,7 +433,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help='also time training iterations of CONFIG with '
                         'AdamSPD and with AdamW')
     parser.add_argument('--e2e-iters', type=int, default=200)
-    parser.add_argument('--e2e-repeats', type=int, default=3,
+    parser.add_argument('--e2e-repeats', type=int, default=5,
                         help='end-to-end runs per optimizer (alternating)')
     parser.add_argument('--cfg-options', nargs='+', default={},
                         type=_key_value, action=DictAction,
@@ -445,22 +461,21 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(argv=None) -> Dict:
     args = parse_args(argv)
     device = torch.device(args.device)
-    bandwidth = measure_bandwidth(device)
     header = (f'Machine: {machine_description(device)}; device {device}; '
-              f'median of {args.rounds} interleaved steps per optimizer; '
-              f'memory bandwidth {bandwidth / 1e9:.1f} GB/s (in-place '
-              f'a += s * b, measured now): a traffic floor is the bytes a '
-              f'step must move (bytes / param) at that rate.')
+              f'median of {args.rounds} interleaved steps per optimizer. '
+              f'Traffic floor: the bytes a step must move (bytes / param) '
+              f'at the memory bandwidth measured between the same steps '
+              f'(in-place a += s * b on 128 MB tensors).')
     print(header + '\n')
     sections = [header]
     report = {}
     for model in args.models:
         shapes = vit_param_shapes(*VIT_CONFIGS[model])
         numel = sum(torch.Size(s).numel() for s in shapes)
-        results = benchmark_model(shapes, device, args.rounds, args.warmup,
-                                  bandwidth=bandwidth)
-        report[model] = dict(numel=numel, results=results)
-        table = format_table(model, numel, results)
+        measured = benchmark_model(shapes, device, args.rounds, args.warmup)
+        report[model] = dict(numel=numel, **measured)
+        table = format_table(model, numel, measured['results'],
+                             measured['bandwidth'])
         sections.append(table)
         print(table, end='\n\n')
         sys.stdout.flush()

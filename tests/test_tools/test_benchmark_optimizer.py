@@ -58,9 +58,11 @@ def test_report_has_every_contender_with_ratios_and_memory(
     assert per_param[bench.DEFAULT_PATH] == 32
     assert per_param["AdamSPD(anchor_dtype='bfloat16')"] == 30
     assert per_param["AdamSPD(anchor='zero')"] == 28
+    bandwidth = report['vit-tiny-test']['bandwidth']
+    assert bandwidth > 0 and f'{bandwidth / 1e9:.1f} GB/s' in printed
     for r in results.values():
-        assert r['floor_s'] > 0
-    assert 'GB/s' in printed and 'vs its traffic floor' in printed
+        assert r['floor_s'] == pytest.approx(r['traffic_bytes'] / bandwidth)
+    assert 'vs its traffic floor' in printed
     saved = json.loads(out.read_text())
     assert saved['models']['vit-tiny-test']['results'] == json.loads(
         json.dumps(results))
@@ -156,5 +158,9 @@ def test_targets_name_ratio_and_verdict_per_device(bench):
 
 
 def test_bandwidth_is_measured_not_assumed(bench):
-    assert bench.measure_bandwidth(torch.device('cpu'), numel=1 << 16,
-                                   rounds=2) > 1e8  # > 0.1 GB/s
+    probe = bench.BandwidthProbe(torch.device('cpu'), numel=1 << 16)
+    for _ in range(3):
+        probe()
+    assert len(probe.times) == 3
+    assert probe.bytes_per_s() == pytest.approx(
+        12 * (1 << 16) / sorted(probe.times)[1])
