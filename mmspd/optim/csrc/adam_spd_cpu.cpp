@@ -7,9 +7,10 @@
 //   pass 2, only when SPD projects the tensor (keep = 1 - lambda r < 1):
 //     p = a + keep (q - a), which reads p and a again (from cache for all
 //     but the largest tensors).
-// The sums are accumulated per block of kBlock elements in the parameter's
-// dtype, then over blocks in double in block order, so the result does not
-// depend on the number of threads. The per-element arithmetic is
+// Every block of kBlock elements of every tensor of the list is one work
+// item of a single parallel loop per pass. The sums are accumulated per
+// block in the parameter's dtype, then over a tensor's blocks in double in
+// block order, so the result does not depend on the number of threads. The per-element arithmetic is
 // torch.optim.Adam's (lerp for m, sqrt(v) / sqrt(1 - b2^t) + eps).
 //
 // Build with -O3 -fno-math-errno (sqrt must not set errno to vectorise) and
@@ -26,6 +27,10 @@
 namespace {
 
 constexpr int64_t kBlock = 1 << 15;
+#ifndef MMSPD_CHUNK_NUMEL
+#define MMSPD_CHUNK_NUMEL (1 << 20)
+#endif
+constexpr int64_t kChunk = MMSPD_CHUNK_NUMEL;
 
 struct Hyper {
   double beta1, beta2, lr, eps, lambda;
@@ -67,74 +72,145 @@ void adam_block(T* __restrict p, const T* __restrict g, T* __restrict m,
   sums[2] = prop2;
 }
 
-// Pass 2: p = a + keep (p - a) over the whole tensor.
+// Pass 2 over elements [begin, end) of one tensor: p = a + keep (p - a).
 template <typename T, typename A, bool kAnchor>
-void shrink_toward_anchor(T* __restrict p, const A* __restrict a, int64_t n,
-                          T keep) {
-  at::parallel_for(0, n, kBlock, [&](int64_t begin, int64_t end) {
+void shrink_block(T* __restrict p, const A* __restrict a, int64_t begin,
+                  int64_t end, T keep) {
 #pragma omp simd
-    for (int64_t i = begin; i < end; ++i) {
-      if (kAnchor) {
-        const T ai = static_cast<T>(a[i]);
-        p[i] = ai + keep * (p[i] - ai);
-      } else {
-        p[i] = keep * p[i];
-      }
+  for (int64_t i = begin; i < end; ++i) {
+    if (kAnchor) {
+      const T ai = static_cast<T>(a[i]);
+      p[i] = ai + keep * (p[i] - ai);
+    } else {
+      p[i] = keep * p[i];
     }
-  });
+  }
 }
 
-// Steps one tensor; returns SPD's ratio r (0 where not projected).
+// One tensor's buffers (vmax / a null when unused) and step count.
+struct TensorArgs {
+  void* p;
+  const void* g;
+  void* m;
+  void* v;
+  void* vmax;
+  const void* a;
+  int64_t n;
+  double step;
+};
+
+// A block of one tensor: the unit of parallel work.
+struct Block {
+  size_t tensor;
+  int64_t begin, end;
+};
+
+// Steps all tensors of a list: every block of every tensor is one work
+// item, so the list takes two parallel regions (one per pass) whatever its
+// number of tensors, and small tensors are spread over the threads too.
+// Writes each tensor's ratio r (0 where not projected) into `ratios`.
 template <typename T, typename A, bool kAnchor, bool kAmsgrad>
-double step_tensor(T* p, const T* g, T* m, T* v, T* vmax, const A* a,
-                   int64_t n, double step, const Hyper& h) {
+void step_chunk(const TensorArgs* tensors_begin, size_t count,
+                const Hyper& h, double* ratios) {
+  const std::vector<TensorArgs> tensors(tensors_begin,
+                                        tensors_begin + count);
+  std::vector<Block> blocks;
+  std::vector<size_t> first_block(tensors.size() + 1);
+  for (size_t t = 0; t < tensors.size(); ++t) {
+    first_block[t] = blocks.size();
+    for (int64_t begin = 0; begin < tensors[t].n; begin += kBlock) {
+      blocks.push_back({t, begin, std::min(tensors[t].n, begin + kBlock)});
+    }
+  }
+  first_block[tensors.size()] = blocks.size();
   const T beta2 = static_cast<T>(h.beta2);
   const T one_minus_beta1 = static_cast<T>(1 - h.beta1);
   const T one_minus_beta2 = static_cast<T>(1 - h.beta2);
-  const T step_size = static_cast<T>(h.lr / (1 - std::pow(h.beta1, step)));
-  const T bias2_sqrt = static_cast<T>(std::sqrt(1 - std::pow(h.beta2, step)));
   const T eps = static_cast<T>(h.eps);
-  const int64_t blocks = (n + kBlock - 1) / kBlock;
-  std::vector<T> sums(3 * blocks);
-  at::parallel_for(0, blocks, 1, [&](int64_t first, int64_t last) {
+  std::vector<T> step_sizes(tensors.size()), bias2_sqrts(tensors.size());
+  for (size_t t = 0; t < tensors.size(); ++t) {
+    const double step = tensors[t].step;
+    step_sizes[t] = static_cast<T>(h.lr / (1 - std::pow(h.beta1, step)));
+    bias2_sqrts[t] = static_cast<T>(std::sqrt(1 - std::pow(h.beta2, step)));
+  }
+  // per block: g.d, |d|^2, |q - a|^2
+  std::vector<T> sums(3 * blocks.size());
+  at::parallel_for(0, blocks.size(), 1, [&](int64_t first, int64_t last) {
     for (int64_t b = first; b < last; ++b) {
+      const Block& blk = blocks[b];
+      const TensorArgs& x = tensors[blk.tensor];
       adam_block<T, A, kAnchor, kAmsgrad>(
-          p, g, m, v, vmax, a, b * kBlock, std::min(n, (b + 1) * kBlock),
-          beta2, one_minus_beta1, one_minus_beta2, step_size, bias2_sqrt,
-          eps, &sums[3 * b]);
+          static_cast<T*>(x.p), static_cast<const T*>(x.g),
+          static_cast<T*>(x.m), static_cast<T*>(x.v),
+          static_cast<T*>(x.vmax), static_cast<const A*>(x.a), blk.begin,
+          blk.end, beta2, one_minus_beta1, one_minus_beta2,
+          step_sizes[blk.tensor], bias2_sqrts[blk.tensor], eps,
+          &sums[3 * b]);
     }
   });
-  double dot = 0, dev2 = 0, prop2 = 0;
-  for (int64_t b = 0; b < blocks; ++b) {
-    dot += sums[3 * b];
-    dev2 += sums[3 * b + 1];
-    prop2 += sums[3 * b + 2];
+  std::vector<T> keeps(tensors.size(), T(1));
+  bool any_shrink = false;
+  for (size_t t = 0; t < tensors.size(); ++t) {
+    double dot = 0, dev2 = 0, prop2 = 0;
+    for (size_t b = first_block[t]; b < first_block[t + 1]; ++b) {
+      dot += sums[3 * b];
+      dev2 += sums[3 * b + 1];
+      prop2 += sums[3 * b + 2];
+    }
+    // SPD's condition: the gradient does not pull toward the anchor.
+    const double proposal_norm = std::sqrt(prop2);
+    double ratio = 0;
+    if (dot > 0 && proposal_norm > 0) {
+      ratio = std::clamp((proposal_norm - std::sqrt(dev2)) / proposal_norm,
+                         0.0, 1.0);
+    }
+    ratios[t] = ratio;
+    if (ratio > 0 && h.lambda != 0) {
+      keeps[t] = static_cast<T>(1 - h.lambda * ratio);
+      any_shrink = true;
+    }
   }
-  // SPD's condition: the gradient does not pull toward the anchor.
-  const double proposal_norm = std::sqrt(prop2);
-  if (!(dot > 0) || !(proposal_norm > 0)) return 0.0;
-  const double ratio = std::clamp(
-      (proposal_norm - std::sqrt(dev2)) / proposal_norm, 0.0, 1.0);
-  if (ratio > 0 && h.lambda != 0) {
-    shrink_toward_anchor<T, A, kAnchor>(p, a, n,
-                                        static_cast<T>(1 - h.lambda * ratio));
+  if (!any_shrink) return;
+  // Same split of the blocks over the threads as pass 1, walked backwards:
+  // each thread starts with the blocks it touched last, still in its cache.
+  at::parallel_for(0, blocks.size(), 1, [&](int64_t first, int64_t last) {
+    for (int64_t b = last - 1; b >= first; --b) {
+      const Block& blk = blocks[b];
+      if (keeps[blk.tensor] == T(1)) continue;
+      const TensorArgs& x = tensors[blk.tensor];
+      shrink_block<T, A, kAnchor>(static_cast<T*>(x.p),
+                                  static_cast<const A*>(x.a), blk.begin,
+                                  blk.end, keeps[blk.tensor]);
+    }
+  });
+}
+
+template <typename T, typename A, bool kAnchor, bool kAmsgrad>
+void step_list(const std::vector<TensorArgs>& tensors, const Hyper& h,
+               double* ratios) {
+  size_t first = 0;
+  while (first < tensors.size()) {
+    size_t last = first;
+    int64_t numel = 0;
+    do {
+      numel += tensors[last++].n;
+    } while (last < tensors.size() && numel + tensors[last].n <= kChunk);
+    step_chunk<T, A, kAnchor, kAmsgrad>(&tensors[first], last - first, h,
+                                        ratios + first);
+    first = last;
   }
-  return ratio;
 }
 
 template <typename T, typename A>
-double step_any(T* p, const T* g, T* m, T* v, T* vmax, const A* a, int64_t n,
-                double step, const Hyper& h) {
-  if (a != nullptr) {
-    return vmax != nullptr
-               ? step_tensor<T, A, true, true>(p, g, m, v, vmax, a, n, step, h)
-               : step_tensor<T, A, true, false>(p, g, m, v, vmax, a, n, step,
-                                                h);
+void step_list_any(const std::vector<TensorArgs>& tensors, bool anchored,
+                   bool amsgrad, const Hyper& h, double* ratios) {
+  if (anchored) {
+    amsgrad ? step_list<T, A, true, true>(tensors, h, ratios)
+            : step_list<T, A, true, false>(tensors, h, ratios);
+  } else {
+    amsgrad ? step_list<T, A, false, true>(tensors, h, ratios)
+            : step_list<T, A, false, false>(tensors, h, ratios);
   }
-  return vmax != nullptr
-             ? step_tensor<T, A, false, true>(p, g, m, v, vmax, a, n, step, h)
-             : step_tensor<T, A, false, false>(p, g, m, v, vmax, a, n, step,
-                                               h);
 }
 
 void check_tensor(const torch::Tensor& t, const torch::Tensor& param,
@@ -188,40 +264,60 @@ torch::Tensor adam_spd_step(const std::vector<torch::Tensor>& params,
     }
     if (!anchors.empty()) check_tensor(anchors[i], p, "anchors", i, false);
   }
+  const bool anchored = !anchors.empty();
+  const bool amsgrad = !max_exp_avg_sqs.empty();
+  const auto dtype = count ? params[0].scalar_type() : torch::kFloat;
+  const auto anchor_dtype = anchored ? anchors[0].scalar_type() : dtype;
+  std::vector<TensorArgs> tensors(count);
+  for (size_t i = 0; i < count; ++i) {
+    TORCH_CHECK(params[i].scalar_type() == dtype,
+                "adam_spd_cpu: all params must share one dtype; params[", i,
+                "] is ", params[i].scalar_type(), ", params[0] ", dtype);
+    TORCH_CHECK(anchor_dtype == torch::kFloat ||
+                    anchor_dtype == torch::kDouble ||
+                    anchor_dtype == torch::kBFloat16 ||
+                    anchor_dtype == torch::kHalf,
+                "adam_spd_cpu: anchors must be float16, bfloat16, float32 "
+                "or float64, got ", anchor_dtype);
+    TORCH_CHECK(!anchored || anchors[i].scalar_type() == anchor_dtype,
+                "adam_spd_cpu: all anchors must share one dtype; anchors[",
+                i, "] is ", anchors[i].scalar_type(), ", anchors[0] ",
+                anchor_dtype);
+    tensors[i] = {params[i].data_ptr(),
+                  grads[i].data_ptr(),
+                  exp_avgs[i].data_ptr(),
+                  exp_avg_sqs[i].data_ptr(),
+                  amsgrad ? max_exp_avg_sqs[i].data_ptr() : nullptr,
+                  anchored ? anchors[i].data_ptr() : nullptr,
+                  params[i].numel(),
+                  steps[i]};
+  }
   const Hyper hyper{beta1, beta2, lr, eps, weight_decay};
   auto ratios = torch::zeros({static_cast<int64_t>(count)},
                              torch::dtype(torch::kFloat64));
   double* out = ratios.data_ptr<double>();
   pybind11::gil_scoped_release no_gil;
-  for (size_t i = 0; i < count; ++i) {
-    const auto& p = params[i];
-    const torch::Tensor vmax =
-        max_exp_avg_sqs.empty() ? torch::Tensor() : max_exp_avg_sqs[i];
-    const torch::Tensor anchor = anchors.empty() ? torch::Tensor() : anchors[i];
-    AT_DISPATCH_FLOATING_TYPES(p.scalar_type(), "adam_spd_step", [&] {
-      using T = scalar_t;
-      T* vmax_ptr = vmax.defined() ? vmax.data_ptr<T>() : nullptr;
-      auto run = [&](auto* anchor_ptr) {
-        out[i] = step_any<T>(p.data_ptr<T>(), grads[i].data_ptr<T>(),
-                             exp_avgs[i].data_ptr<T>(),
-                             exp_avg_sqs[i].data_ptr<T>(), vmax_ptr,
-                             anchor_ptr, p.numel(), steps[i], hyper);
-      };
-      if (!anchor.defined()) {
-        run(static_cast<const T*>(nullptr));
-      } else if (anchor.scalar_type() == p.scalar_type()) {
-        run(anchor.data_ptr<T>());
-      } else if (anchor.scalar_type() == torch::kBFloat16) {
-        run(anchor.data_ptr<at::BFloat16>());
-      } else if (anchor.scalar_type() == torch::kHalf) {
-        run(anchor.data_ptr<at::Half>());
-      } else if (anchor.scalar_type() == torch::kFloat) {
-        run(anchor.data_ptr<float>());
-      } else {
-        run(anchor.data_ptr<double>());
-      }
-    });
-  }
+  AT_DISPATCH_FLOATING_TYPES(dtype, "adam_spd_step", [&] {
+    using T = scalar_t;
+    switch (anchor_dtype) {
+      case torch::kBFloat16:
+        step_list_any<T, at::BFloat16>(tensors, anchored, amsgrad, hyper,
+                                       out);
+        break;
+      case torch::kHalf:
+        step_list_any<T, at::Half>(tensors, anchored, amsgrad, hyper, out);
+        break;
+      case torch::kFloat:
+        step_list_any<T, float>(tensors, anchored, amsgrad, hyper, out);
+        break;
+      case torch::kDouble:
+        step_list_any<T, double>(tensors, anchored, amsgrad, hyper, out);
+        break;
+      default:
+        TORCH_CHECK(false, "adam_spd_cpu: anchors must be float16, "
+                    "bfloat16, float32 or float64, got ", anchor_dtype);
+    }
+  });
   return ratios;
 }
 
