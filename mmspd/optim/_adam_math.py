@@ -7,10 +7,11 @@ term, so a zero-strength SPD / L2-SP step reproduces Adam.
 
 Step counters are 0-d float32 tensors kept on the host (CPU), as in
 ``torch.optim.Adam`` without ``capturable``: reading them never waits for an
-accelerator.
+accelerator. With ``capturable`` they stay on the parameters' device and the
+foreach helpers compute the bias corrections there.
 """
 import math
-from typing import List, Optional, Tuple
+from typing import List, Optional, Tuple, Union
 
 import torch
 from torch import Tensor
@@ -44,14 +45,18 @@ def adam_moments_(grad: Tensor, exp_avg: Tensor, exp_avg_sq: Tensor,
 
 def adam_moments_foreach_(grads: List[Tensor], exp_avgs: List[Tensor],
                           exp_avg_sqs: List[Tensor],
-                          max_exp_avg_sqs: List[Tensor], steps: List[float],
-                          *, beta1: float, beta2: float, lr: float,
-                          eps: float,
-                          amsgrad: bool) -> Tuple[List[Tensor], List[float]]:
+                          max_exp_avg_sqs: List[Tensor],
+                          steps: List[Union[float, Tensor]], *, beta1: float,
+                          beta2: float, lr: float, eps: float,
+                          amsgrad: bool
+                          ) -> Tuple[List[Tensor], Optional[List[float]]]:
     """Multi-tensor :func:`adam_moments_` over same-device, same-dtype lists.
 
     Returns the denominators and the *negated* step sizes, ready for
-    ``torch._foreach_addcdiv_``.
+    :func:`adam_update_foreach_`. With ``steps`` as counter tensors
+    (``capturable``) the bias corrections are computed on the device, the
+    step sizes are folded into the denominators (``denom / -step_size``)
+    and ``None`` is returned in their place: nothing is read on the host.
     """
     torch._foreach_lerp_(exp_avgs, grads, 1 - beta1)
     torch._foreach_mul_(exp_avg_sqs, beta2)
@@ -61,7 +66,35 @@ def adam_moments_foreach_(grads: List[Tensor], exp_avgs: List[Tensor],
         torch._foreach_maximum_(max_exp_avg_sqs, exp_avg_sqs)
         second = max_exp_avg_sqs
     denoms = torch._foreach_sqrt(second)
+    if steps and isinstance(steps[0], Tensor):
+        # -step_size = lr / (beta1^t - 1); sqrt(1 - beta2^t), as tensors in
+        # the parameters' dtype (float32 counters would round float64 ones)
+        if steps[0].dtype != denoms[0].dtype:
+            steps = [s.to(denoms[0].dtype) for s in steps]
+        neg_step_sizes = torch._foreach_pow(beta1, steps)
+        torch._foreach_sub_(neg_step_sizes, 1)
+        torch._foreach_div_(neg_step_sizes, lr)
+        torch._foreach_reciprocal_(neg_step_sizes)
+        bias2_sqrts = torch._foreach_pow(beta2, steps)
+        torch._foreach_neg_(bias2_sqrts)
+        torch._foreach_add_(bias2_sqrts, 1)
+        torch._foreach_sqrt_(bias2_sqrts)
+        torch._foreach_div_(denoms, bias2_sqrts)
+        torch._foreach_add_(denoms, eps)
+        torch._foreach_div_(denoms, neg_step_sizes)
+        return denoms, None
     torch._foreach_div_(denoms, [math.sqrt(1 - beta2**s) for s in steps])
     torch._foreach_add_(denoms, eps)
     neg_step_sizes = [-lr / (1 - beta1**s) for s in steps]
     return denoms, neg_step_sizes
+
+
+def adam_update_foreach_(targets: List[Tensor], exp_avgs: List[Tensor],
+                         denoms: List[Tensor],
+                         neg_step_sizes: Optional[List[float]]) -> None:
+    """``target -= step_size * m / denom`` per tensor, with what
+    :func:`adam_moments_foreach_` returned."""
+    if neg_step_sizes is None:  # folded into the denominators
+        torch._foreach_addcdiv_(targets, exp_avgs, denoms)
+    else:
+        torch._foreach_addcdiv_(targets, exp_avgs, denoms, neg_step_sizes)

@@ -9,7 +9,8 @@ from typing import Dict, List, Optional
 import torch
 from torch import Tensor
 
-from ._adam_math import adam_moments_, adam_moments_foreach_
+from ._adam_math import (adam_moments_, adam_moments_foreach_,
+                         adam_update_foreach_)
 from ._grouping import (group_by_device_and_dtype, split_contiguous,
                         split_for_cache)
 from .adam_spd import _scratch_like
@@ -90,7 +91,7 @@ def _multi_tensor_adam_l2sp(params, grads, exp_avgs, exp_avg_sqs,
         denoms, neg_step_sizes = adam_moments_foreach_(
             b_grads, b_exp_avgs, b_exp_avg_sqs, b_max_exp_avg_sqs, b_steps,
             beta1=beta1, beta2=beta2, lr=lr, eps=eps, amsgrad=amsgrad)
-        torch._foreach_addcdiv_(b_params, b_exp_avgs, denoms, neg_step_sizes)
+        adam_update_foreach_(b_params, b_exp_avgs, denoms, neg_step_sizes)
 
 
 def _fused_adam_l2sp(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs,

@@ -10,7 +10,8 @@ import torch
 from torch import Tensor
 
 from . import _native
-from ._adam_math import adam_moments_, adam_moments_foreach_
+from ._adam_math import (adam_moments_, adam_moments_foreach_,
+                         adam_update_foreach_)
 from ._grouping import (group_by_device_and_dtype, split_contiguous,
                         split_for_cache)
 from .anchored_adam import (AnchoredAdam, GroupTensors, pick_kernel,
@@ -232,8 +233,8 @@ def _multi_tensor_adam_spd(params, grads, exp_avgs, exp_avg_sqs,
             b_grads, b_exp_avgs, b_exp_avg_sqs, b_max_exp_avg_sqs, b_steps,
             beta1=beta1, beta2=beta2, lr=lr, eps=eps, amsgrad=amsgrad)
         if weight_decay == 0:
-            torch._foreach_addcdiv_(b_params, b_exp_avgs, denoms,
-                                    neg_step_sizes)
+            adam_update_foreach_(b_params, b_exp_avgs, denoms,
+                                 neg_step_sizes)
             continue
         # Zero anchors: the deviation is the parameter itself, so the
         # proposal is built in place in the parameter. Otherwise in a buffer.
@@ -242,8 +243,7 @@ def _multi_tensor_adam_spd(params, grads, exp_avgs, exp_avg_sqs,
         dots = torch.stack(
             [flat_dot(g, d) for g, d in zip(b_grads, deviations)])
         deviation_norms = l2_norms(deviations)
-        torch._foreach_addcdiv_(deviations, b_exp_avgs, denoms,
-                                neg_step_sizes)
+        adam_update_foreach_(deviations, b_exp_avgs, denoms, neg_step_sizes)
         proposal_norms = l2_norms(deviations)
         keeps = keep_factors(dots, deviation_norms, proposal_norms,
                              weight_decay, ratios_out)

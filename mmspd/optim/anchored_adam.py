@@ -22,7 +22,7 @@ Anchor modes (the ``anchor`` key of every parameter group):
 import math
 import numbers
 import warnings
-from typing import Any, Callable, Dict, Iterable, List, Optional
+from typing import Any, Callable, Dict, Iterable, List, Optional, Union
 
 import torch
 from torch import Tensor
@@ -104,6 +104,17 @@ def check_hyperparameters(group: Dict[str, Any], where: str) -> None:
     if group['fused'] and group['foreach'] is False:
         raise ValueError(f'fused=True and foreach=False in {where} ask for '
                          f'two different kernels: choose one')
+    capturable = group['capturable']
+    if not isinstance(capturable, bool):
+        raise ValueError(f'Invalid capturable={capturable!r} in {where}: '
+                         f'expected True or False')
+    if capturable and (group['fused'] or group['foreach'] is False):
+        chosen = 'fused=True' if group['fused'] else 'foreach=False'
+        raise ValueError(f'capturable=True and {chosen} in {where}: a '
+                         f'capturable step runs on the foreach kernel (the '
+                         f'fused CPU kernel and the reference loop keep '
+                         f'step counters on the host); leave fused/foreach '
+                         f'unset')
 
 
 def fused_available(device: torch.device, dtype: torch.dtype) -> bool:
@@ -129,11 +140,12 @@ def select_kernel(group: Dict[str, Any], params: List[Tensor]) -> str:
 
     ``fused=None`` (default) takes the fused kernel wherever every tensor of
     the group supports it, unless ``foreach=False`` asks for the loop;
-    ``fused=True`` requires it.
+    ``fused=True`` requires it. ``capturable`` groups take the foreach
+    kernel.
     """
     if group['foreach'] is False:
         return 'loop'
-    if group['fused'] is False:
+    if group['fused'] is False or group.get('capturable'):
         return 'foreach'
     supported = all(fused_available(p.device, p.dtype) for p in params)
     if group['fused'] and not supported:
@@ -160,7 +172,9 @@ class GroupTensors:
         self.exp_avg_sqs: List[Tensor] = []
         self.max_exp_avg_sqs: Optional[List[Tensor]] = None
         self.anchors: Optional[List[Tensor]] = None
-        self.steps: List[float] = []
+        #: step counts after this step's increment: Python numbers, or
+        #: the counter tensors themselves in ``capturable`` groups
+        self.steps: List[Union[float, Tensor]] = []
 
 
 class AnchoredAdam(Optimizer):
@@ -187,6 +201,13 @@ class AnchoredAdam(Optimizer):
             tensors (CPU) and the multi-tensor ``torch._foreach_*`` path
             elsewhere; ``True`` requires the fused kernel, ``False`` forbids
             it. All paths give the same numbers (to float32 rounding).
+        capturable: keep each step counter as a tensor on its parameter's
+            device and compute the bias corrections there (as
+            ``torch.optim.Adam(capturable=True)``), so that a step can be
+            captured in a CUDA graph and replayed; runs the foreach kernel.
+            The learning rate stays a Python number, fixed at capture.
+            Without it the counters live on the host (no device reads
+            either way: a step never synchronises).
 
     Parameters may be float32, float64 or bfloat16 (the per-tensor sums are
     accumulated in float32). float16 parameters share ``torch.optim.Adam``'s
@@ -205,11 +226,12 @@ class AnchoredAdam(Optimizer):
                  anchor: str = 'init',
                  foreach: Optional[bool] = None,
                  fused: Optional[bool] = None,
+                 capturable: bool = False,
                  anchor_dtype=None) -> None:
         defaults = dict(lr=lr, betas=betas, eps=eps,
                         weight_decay=weight_decay, amsgrad=amsgrad,
                         anchor=anchor, foreach=foreach, fused=fused,
-                        anchor_dtype=anchor_dtype)
+                        capturable=capturable, anchor_dtype=anchor_dtype)
         check_hyperparameters(defaults, f'{type(self).__name__} arguments')
         super().__init__(params, defaults)
 
@@ -233,6 +255,7 @@ class AnchoredAdam(Optimizer):
             group.setdefault('amsgrad', False)
             group.setdefault('foreach', None)
             group.setdefault('fused', None)
+            group.setdefault('capturable', False)
             group.setdefault('anchor_dtype', None)
 
     # ----------------------------------------------------------------- anchors
@@ -324,7 +347,9 @@ class AnchoredAdam(Optimizer):
     # -------------------------------------------------------------------- step
     def _init_state(self, p: Tensor, group: Dict[str, Any]) -> None:
         state = self.state[p]
-        state['step'] = torch.zeros((), dtype=torch.float32)
+        state['step'] = torch.zeros(
+            (), dtype=torch.float32,
+            device=p.device if group['capturable'] else 'cpu')
         state['exp_avg'] = torch.zeros_like(
             p, memory_format=torch.preserve_format)
         state['exp_avg_sq'] = torch.zeros_like(
@@ -393,6 +418,11 @@ class AnchoredAdam(Optimizer):
                     p, memory_format=torch.preserve_format)
             if tensors.anchors is not None:
                 tensors.anchors.append(state['anchor'])
+            step_device = p.device if group['capturable'] else 'cpu'
+            if state['step'].device != torch.device(step_device):
+                # the group's capturable setting changed since the state
+                # was made (or loaded): move the counter once
+                state['step'] = state['step'].to(step_device)
             state['step'] += 1
             tensors.params.append(p)
             tensors.grads.append(p.grad)
@@ -400,7 +430,8 @@ class AnchoredAdam(Optimizer):
             tensors.exp_avg_sqs.append(state['exp_avg_sq'])
             if tensors.max_exp_avg_sqs is not None:
                 tensors.max_exp_avg_sqs.append(state['max_exp_avg_sq'])
-            tensors.steps.append(host_step_value(state['step']))
+            tensors.steps.append(state['step'] if group['capturable'] else
+                                 host_step_value(state['step']))
         return tensors
 
     @torch.no_grad()

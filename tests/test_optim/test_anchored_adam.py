@@ -614,3 +614,143 @@ def test_transposed_parameters_step_like_the_loop(cls, kernel):
         fast.step()
     for a, b in zip(loop_p, fast_p):
         assert max_scaled_ulps(a, b) <= 8.0
+
+
+@with_each_optimizer
+@pytest.mark.parametrize('anchor', ['init', 'zero'])
+@pytest.mark.parametrize('amsgrad', [False, True])
+def test_capturable_steps_equal_host_counter_steps(cls, anchor, amsgrad):
+    host_params, dev_params = make_params(), make_params()
+    kwargs = dict(lr=0.05, weight_decay=0.7, anchor=anchor, amsgrad=amsgrad,
+                  fused=False)
+    host = cls(host_params, **kwargs)
+    dev = cls(dev_params, capturable=True, **kwargs)
+    for grads in gradient_stream(steps=30):
+        apply_grads(host_params, grads)
+        apply_grads(dev_params, grads)
+        host.step()
+        dev.step()
+        for a, b in zip(host_params, dev_params):
+            torch.testing.assert_close(a.detach(), b.detach(), rtol=0,
+                                       atol=1e-12)
+    for p in dev_params:
+        step = dev.state[p]['step']
+        assert step.device == p.device and step.dtype == torch.float32
+    assert [float(dev.state[p]['step']) for p in dev_params] == \
+        [float(host.state[p]['step']) for p in host_params]
+
+
+@with_each_optimizer
+@pytest.mark.parametrize('anchor', ['init', 'zero'])
+def test_capturable_step_reads_nothing_on_the_host(cls, anchor):
+    # as the meta test above, with the counters on the (meta) device too
+    params = [torch.nn.Parameter(torch.empty(s, device='meta'))
+              for s in SHAPES]
+    opt = cls([dict(params=params, anchor=anchor)], weight_decay=1.0,
+              amsgrad=True, capturable=True)
+    for _ in range(2):
+        for p in params:
+            p.grad = torch.empty_like(p)
+        opt.step()
+    for p in params:
+        assert opt.state[p]['step'].device.type == 'meta'
+
+
+@with_each_optimizer
+@pytest.mark.parametrize('kernel', [dict(fused=True), dict(foreach=False)])
+def test_capturable_with_a_host_counter_kernel_is_named(cls, kernel):
+    p = torch.nn.Parameter(torch.ones(2))
+    with pytest.raises(ValueError, match=r'capturable=True and '
+                       f'{list(kernel)[0]}='):
+        cls([p], capturable=True, **kernel)
+    with pytest.raises(ValueError, match="capturable='yes'"):
+        cls([p], capturable='yes')
+
+
+@with_each_optimizer
+def test_counters_follow_the_capturable_setting_across_a_reload(cls):
+    params = make_params(torch.float32)
+    dev = cls(params, lr=0.05, weight_decay=1.0, capturable=True)
+    for grads in gradient_stream(steps=3):
+        apply_grads(params, grads)
+        dev.step()
+    host = cls(params, lr=0.05, weight_decay=1.0)
+    host.load_state_dict(copy.deepcopy(dev.state_dict()))
+    apply_grads(params, gradient_stream(steps=1, seed=7)[0])
+    host.step()
+    stepped = [p for p in params if p.grad is not None and dev.state[p]]
+    assert stepped
+    for p in stepped:
+        step = host.state[p]['step']
+        assert step.device.type == 'cpu'
+        assert float(step) == float(dev.state[p]['step']) + 1
+
+
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(),
+                                reason='needs CUDA')
+
+
+@needs_cuda
+@with_each_optimizer
+@pytest.mark.parametrize('capturable', [False, True])
+def test_cuda_step_never_synchronises(cls, capturable):
+    params = [torch.nn.Parameter(p.detach().cuda())
+              for p in make_params(torch.float32)]
+    opt = cls(params, lr=0.05, weight_decay=1.0, capturable=capturable)
+    stream = [[None if g is None else g.cuda() for g in grads]
+              for grads in gradient_stream(steps=4, dtype=torch.float32)]
+    apply_grads(params, stream[0])
+    opt.step()  # creates the state
+    torch.cuda.synchronize()
+    try:
+        torch.cuda.set_sync_debug_mode('error')
+        for grads in stream[1:]:
+            for p, g in zip(params, grads):
+                p.grad = g
+            opt.step()
+    finally:
+        torch.cuda.set_sync_debug_mode('default')
+    torch.cuda.synchronize()
+    assert all(torch.isfinite(p).all() for p in params)
+
+
+@needs_cuda
+@with_each_optimizer
+def test_capturable_step_replays_in_a_cuda_graph(cls):
+    torch.manual_seed(0)
+    start = [torch.randn(64, 32, device='cuda'), torch.randn(32,
+                                                             device='cuda')]
+    graphed = [torch.nn.Parameter(t.clone()) for t in start]
+    eager = [torch.nn.Parameter(t.clone()) for t in start]
+    kwargs = dict(lr=0.01, weight_decay=1.0, capturable=True)
+    opt_graphed, opt_eager = cls(graphed, **kwargs), cls(eager, **kwargs)
+    stream = [[torch.randn_like(t) for t in start] for _ in range(6)]
+    static_grads = [torch.zeros_like(t) for t in start]
+    for p, g in zip(graphed, static_grads):
+        p.grad = g
+
+    def eager_step(k):
+        for p, g in zip(eager, stream[k]):
+            p.grad = g.clone()
+        opt_eager.step()
+
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):  # warm-up: creates state and anchors
+        for k in range(3):
+            for g, new in zip(static_grads, stream[k]):
+                g.copy_(new)
+            opt_graphed.step()
+    torch.cuda.current_stream().wait_stream(side)
+    for k in range(3):
+        eager_step(k)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        opt_graphed.step()
+    for k in range(3, 6):
+        for g, new in zip(static_grads, stream[k]):
+            g.copy_(new)
+        graph.replay()
+        eager_step(k)
+        for a, b in zip(graphed, eager):
+            torch.testing.assert_close(a.detach(), b.detach())
