@@ -12,8 +12,8 @@ STAMP := $(VENV)/.mmspd-stack-installed
 
 install: $(STAMP)
 
-$(STAMP): requirements/stack.txt setup.py tools/misc/build_mmcv_wheel.sh \
-		mmspd/optim/csrc/adam_spd_cpu.cpp
+$(STAMP): requirements/stack.txt setup.py pyproject.toml \
+		tools/misc/build_mmcv_wheel.sh mmspd/optim/csrc/adam_spd_cpu.cpp
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet $$(grep -E '^(torch|torchvision)==' requirements/stack.txt)
 	$(PIP) install --quiet 'setuptools<81' wheel ninja
@@ -21,6 +21,7 @@ $(STAMP): requirements/stack.txt setup.py tools/misc/build_mmcv_wheel.sh \
 		$(PIP) install --quiet "$$wheel" -r requirements/stack.txt
 	$(PIP) install --quiet --no-build-isolation --no-deps -e .
 	$(PY) -c "import mmcv.ops, mmseg, mmpretrain, mmdet, mmspd; print('stack OK: mmcv', mmcv.__version__)"
+	test "$$MMSPD_WITH_OPS" = 0 || $(PY) -c "import mmspd.optim._adam_spd_cpu; print('mmspd CPU kernel OK')"
 	touch $(STAMP)
 
 test: install
