@@ -53,3 +53,17 @@ def max_scaled_ulps(a, b):
     a, b = a.detach(), b.detach()
     scale = a.abs().max().clamp_min(1e-30)
     return float((a - b).abs().max() / (torch.finfo(a.dtype).eps * scale))
+
+
+def step_beside_reference(opt, params, ref, steps=40, atol=1e-12):
+    """Step ``opt`` (over ``params``) and a float64 reference optimizer on
+    the same gradient stream; after every step each parameter must be
+    within ``atol`` of the reference's. Returns the reference."""
+    for grads in gradient_stream(steps=steps):
+        apply_grads(params, grads)
+        opt.step()
+        ref.step(grads)
+        for p, expected in zip(params, ref.params):
+            torch.testing.assert_close(p.detach(), expected, rtol=0,
+                                       atol=atol)
+    return ref

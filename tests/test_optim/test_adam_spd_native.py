@@ -13,7 +13,7 @@ import torch
 
 from mmspd.optim import AdamSPD, _native
 from tests.optim_helpers import (apply_grads, gradient_stream, make_params,
-                                 max_scaled_ulps)
+                                 max_scaled_ulps, step_beside_reference)
 from tests.reference import ReferenceAdamSPD
 
 needs_extension = pytest.mark.skipif(
@@ -50,13 +50,7 @@ def test_float64_steps_match_the_reference(fused_impl, anchor, amsgrad):
                            zero_anchor=anchor == 'zero')
     opt = AdamSPD(params, lr=0.05, weight_decay=0.8, anchor=anchor,
                   amsgrad=amsgrad, fused=True)
-    for grads in gradient_stream(steps=40):
-        apply_grads(params, grads)
-        opt.step()
-        ref.step(grads)
-        for p, expected in zip(params, ref.params):
-            torch.testing.assert_close(p.detach(), expected, rtol=0,
-                                       atol=1e-12)
+    step_beside_reference(opt, params, ref)
     assert ref.fired >= 20, ref.fired
 
 
