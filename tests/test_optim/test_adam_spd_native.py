@@ -93,6 +93,42 @@ def test_anchors_of_another_dtype_equal_the_loop(fused_impl, anchor_dtype):
         assert max_scaled_ulps(a, b) <= 8.0
 
 
+def _supported_isas():
+    if _native.extension is None:
+        return []
+    best = _native.extension.cpu_isa()
+    order = ['baseline', 'avx2', 'avx512']
+    return order[:order.index(best) + 1]
+
+
+@needs_extension
+@pytest.mark.parametrize('isa', ['baseline', 'avx2', 'avx512'])
+def test_every_instruction_set_equals_the_loop(isa):
+    if isa not in _supported_isas():
+        pytest.skip(f'this CPU has no {isa}')
+    kwargs = dict(lr=0.01, weight_decay=1.0, amsgrad=True,
+                  anchor_dtype='bfloat16')
+    try:
+        _native.extension.set_cpu_isa(isa)
+        assert _native.extension.cpu_isa() == isa
+        loop_params, fast_params, projected = _run_pair(LARGE_SHAPES, 20,
+                                                        kwargs)
+    finally:
+        _native.extension.set_cpu_isa('best')
+    assert projected >= 10, projected
+    for a, b in zip(loop_params, fast_params):
+        assert max_scaled_ulps(a, b) <= 8.0
+
+
+@needs_extension
+def test_unknown_or_unsupported_instruction_set_is_named():
+    with pytest.raises(RuntimeError, match="unknown instruction set 'sse9'"):
+        _native.extension.set_cpu_isa('sse9')
+    if 'avx512' not in _supported_isas():
+        with pytest.raises(RuntimeError, match='does not support avx512'):
+            _native.extension.set_cpu_isa('avx512')
+
+
 @needs_extension
 def test_result_does_not_depend_on_the_thread_count():
     results = []

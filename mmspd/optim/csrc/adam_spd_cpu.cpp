@@ -8,10 +8,11 @@
 //     p = a + keep (q - a), which reads p and a again (from cache for all
 //     but the largest tensors).
 // Every block of kBlock elements of every tensor of the list is one work
-// item of a single parallel loop per pass. The sums are accumulated per
-// block in the parameter's dtype, then over a tensor's blocks in double in
-// block order, so the result does not depend on the number of threads. The per-element arithmetic is
-// torch.optim.Adam's (lerp for m, sqrt(v) / sqrt(1 - b2^t) + eps).
+// item of a single parallel loop per pass. The sums are accumulated in the
+// parameter's dtype over runs of kRun elements, then in double, in a fixed
+// order, so the result does not depend on the number of threads. The
+// per-element arithmetic is torch.optim.Adam's (lerp for m,
+// sqrt(v) / sqrt(1 - b2^t) + eps).
 //
 // Build with -O3 -fno-math-errno (sqrt must not set errno to vectorise) and
 // -fopenmp (at::parallel_for; the OpenMP runtime is the one torch loads).
@@ -27,6 +28,8 @@
 namespace {
 
 constexpr int64_t kBlock = 1 << 15;
+// Elements summed in the parameter's dtype before a double accumulator.
+constexpr int64_t kRun = 1 << 10;
 #ifndef MMSPD_CHUNK_NUMEL
 #define MMSPD_CHUNK_NUMEL (1 << 20)
 #endif
@@ -36,46 +39,65 @@ struct Hyper {
   double beta1, beta2, lr, eps, lambda;
 };
 
+#if defined(__GNUC__) && defined(__x86_64__)
+#define MMSPD_X86_DISPATCH 1
+#define MMSPD_INLINE inline __attribute__((always_inline))
+#else
+#define MMSPD_INLINE inline
+#endif
+
 // Pass 1 over elements [begin, end) of one tensor. The template flags take
-// the branches out of the loop so that it vectorises.
+// the branches out of the loop so that it vectorises. The sums run in the
+// parameter's dtype over runs of kRun elements, then in double: the norms
+// SPD compares are nearly equal, so their rounding matters.
 template <typename T, typename A, bool kAnchor, bool kAmsgrad>
-void adam_block(T* __restrict p, const T* __restrict g, T* __restrict m,
-                T* __restrict v, T* __restrict vmax, const A* __restrict a,
-                int64_t begin, int64_t end, T beta2, T one_minus_beta1,
-                T one_minus_beta2, T step_size, T bias2_sqrt, T eps,
-                T* __restrict sums) {
-  T dot = 0, dev2 = 0, prop2 = 0;
+MMSPD_INLINE void adam_block_body(T* __restrict p, const T* __restrict g,
+                                  T* __restrict m, T* __restrict v,
+                                  T* __restrict vmax, const A* __restrict a,
+                                  int64_t begin, int64_t end, T beta2,
+                                  T one_minus_beta1, T one_minus_beta2,
+                                  T step_size, T bias2_sqrt, T eps,
+                                  double* __restrict sums) {
+  double block_dot = 0, block_dev2 = 0, block_prop2 = 0;
+  for (int64_t run = begin; run < end; run += kRun) {
+    const int64_t run_end = std::min(end, run + kRun);
+    T dot = 0, dev2 = 0, prop2 = 0;
 #pragma omp simd reduction(+ : dot, dev2, prop2)
-  for (int64_t i = begin; i < end; ++i) {
-    const T gi = g[i];
-    const T mi = m[i] + one_minus_beta1 * (gi - m[i]);
-    const T vi = v[i] * beta2 + one_minus_beta2 * gi * gi;
-    m[i] = mi;
-    v[i] = vi;
-    T second = vi;
-    if (kAmsgrad) {
-      second = vmax[i] > vi ? vmax[i] : vi;
-      vmax[i] = second;
+    for (int64_t i = run; i < run_end; ++i) {
+      const T gi = g[i];
+      const T mi = m[i] + one_minus_beta1 * (gi - m[i]);
+      const T vi = v[i] * beta2 + one_minus_beta2 * gi * gi;
+      m[i] = mi;
+      v[i] = vi;
+      T second = vi;
+      if (kAmsgrad) {
+        second = vmax[i] > vi ? vmax[i] : vi;
+        vmax[i] = second;
+      }
+      const T pi = p[i];
+      const T q =
+          pi - step_size * (mi / (std::sqrt(second) / bias2_sqrt + eps));
+      const T ai = kAnchor ? static_cast<T>(a[i]) : T(0);
+      const T d = pi - ai;
+      const T e = q - ai;
+      dot += gi * d;
+      dev2 += d * d;
+      prop2 += e * e;
+      p[i] = q;
     }
-    const T pi = p[i];
-    const T q = pi - step_size * (mi / (std::sqrt(second) / bias2_sqrt + eps));
-    const T ai = kAnchor ? static_cast<T>(a[i]) : T(0);
-    const T d = pi - ai;
-    const T e = q - ai;
-    dot += gi * d;
-    dev2 += d * d;
-    prop2 += e * e;
-    p[i] = q;
+    block_dot += dot;
+    block_dev2 += dev2;
+    block_prop2 += prop2;
   }
-  sums[0] = dot;
-  sums[1] = dev2;
-  sums[2] = prop2;
+  sums[0] = block_dot;
+  sums[1] = block_dev2;
+  sums[2] = block_prop2;
 }
 
 // Pass 2 over elements [begin, end) of one tensor: p = a + keep (p - a).
 template <typename T, typename A, bool kAnchor>
-void shrink_block(T* __restrict p, const A* __restrict a, int64_t begin,
-                  int64_t end, T keep) {
+MMSPD_INLINE void shrink_block_body(T* __restrict p, const A* __restrict a,
+                                    int64_t begin, int64_t end, T keep) {
 #pragma omp simd
   for (int64_t i = begin; i < end; ++i) {
     if (kAnchor) {
@@ -85,6 +107,113 @@ void shrink_block(T* __restrict p, const A* __restrict a, int64_t begin,
       p[i] = keep * p[i];
     }
   }
+}
+
+// The instruction sets the block loops are compiled for. The build targets
+// the baseline of its architecture (SSE2 on x86-64) so that the module runs
+// on any machine; on x86-64 the loops are also compiled for AVX2 and
+// AVX-512 (GCC's target attribute, no FMA: the same operations and
+// rounding per element) and picked at run time. Memory-bound on slow
+// memory, the step is compute-bound with SSE2 on fast memory.
+enum class Isa { kBaseline = 0, kAvx2 = 1, kAvx512 = 2 };
+
+const char* isa_name(Isa isa) {
+  switch (isa) {
+    case Isa::kAvx2:
+      return "avx2";
+    case Isa::kAvx512:
+      return "avx512";
+    default:
+      return "baseline";
+  }
+}
+
+Isa best_isa() {
+#ifdef MMSPD_X86_DISPATCH
+  __builtin_cpu_init();
+  if (__builtin_cpu_supports("avx512f")) return Isa::kAvx512;
+  if (__builtin_cpu_supports("avx2")) return Isa::kAvx2;
+#endif
+  return Isa::kBaseline;
+}
+
+Isa& active_isa() {
+  static Isa isa = best_isa();
+  return isa;
+}
+
+#define MMSPD_ADAM_BLOCK_ARGS                                               \
+  T *__restrict p, const T *__restrict g, T *__restrict m,                  \
+      T *__restrict v, T *__restrict vmax, const A *__restrict a,           \
+      int64_t begin, int64_t end, T beta2, T one_minus_beta1,               \
+      T one_minus_beta2, T step_size, T bias2_sqrt, T eps,                  \
+      double *__restrict sums
+#define MMSPD_ADAM_BLOCK_CALL                                               \
+  p, g, m, v, vmax, a, begin, end, beta2, one_minus_beta1, one_minus_beta2, \
+      step_size, bias2_sqrt, eps, sums
+
+template <typename T, typename A, bool kAnchor, bool kAmsgrad>
+void adam_block_baseline(MMSPD_ADAM_BLOCK_ARGS) {
+  adam_block_body<T, A, kAnchor, kAmsgrad>(MMSPD_ADAM_BLOCK_CALL);
+}
+
+template <typename T, typename A, bool kAnchor>
+void shrink_block_baseline(T* p, const A* a, int64_t begin, int64_t end,
+                           T keep) {
+  shrink_block_body<T, A, kAnchor>(p, a, begin, end, keep);
+}
+
+#ifdef MMSPD_X86_DISPATCH
+template <typename T, typename A, bool kAnchor, bool kAmsgrad>
+__attribute__((target("avx2"))) void adam_block_avx2(MMSPD_ADAM_BLOCK_ARGS) {
+  adam_block_body<T, A, kAnchor, kAmsgrad>(MMSPD_ADAM_BLOCK_CALL);
+}
+
+template <typename T, typename A, bool kAnchor, bool kAmsgrad>
+__attribute__((target("avx512f"))) void adam_block_avx512(
+    MMSPD_ADAM_BLOCK_ARGS) {
+  adam_block_body<T, A, kAnchor, kAmsgrad>(MMSPD_ADAM_BLOCK_CALL);
+}
+
+template <typename T, typename A, bool kAnchor>
+__attribute__((target("avx2"))) void shrink_block_avx2(T* p, const A* a,
+                                                       int64_t begin,
+                                                       int64_t end, T keep) {
+  shrink_block_body<T, A, kAnchor>(p, a, begin, end, keep);
+}
+
+template <typename T, typename A, bool kAnchor>
+__attribute__((target("avx512f"))) void shrink_block_avx512(
+    T* p, const A* a, int64_t begin, int64_t end, T keep) {
+  shrink_block_body<T, A, kAnchor>(p, a, begin, end, keep);
+}
+#endif
+
+template <typename T, typename A, bool kAnchor, bool kAmsgrad>
+void adam_block(Isa isa, MMSPD_ADAM_BLOCK_ARGS) {
+#ifdef MMSPD_X86_DISPATCH
+  if (isa == Isa::kAvx512) {
+    return adam_block_avx512<T, A, kAnchor, kAmsgrad>(MMSPD_ADAM_BLOCK_CALL);
+  }
+  if (isa == Isa::kAvx2) {
+    return adam_block_avx2<T, A, kAnchor, kAmsgrad>(MMSPD_ADAM_BLOCK_CALL);
+  }
+#endif
+  adam_block_baseline<T, A, kAnchor, kAmsgrad>(MMSPD_ADAM_BLOCK_CALL);
+}
+
+template <typename T, typename A, bool kAnchor>
+void shrink_block(Isa isa, T* p, const A* a, int64_t begin, int64_t end,
+                  T keep) {
+#ifdef MMSPD_X86_DISPATCH
+  if (isa == Isa::kAvx512) {
+    return shrink_block_avx512<T, A, kAnchor>(p, a, begin, end, keep);
+  }
+  if (isa == Isa::kAvx2) {
+    return shrink_block_avx2<T, A, kAnchor>(p, a, begin, end, keep);
+  }
+#endif
+  shrink_block_baseline<T, A, kAnchor>(p, a, begin, end, keep);
 }
 
 // One tensor's buffers (vmax / a null when unused) and step count.
@@ -114,6 +243,7 @@ void step_chunk(const TensorArgs* tensors_begin, size_t count,
                 const Hyper& h, double* ratios) {
   const std::vector<TensorArgs> tensors(tensors_begin,
                                         tensors_begin + count);
+  const Isa isa = active_isa();
   std::vector<Block> blocks;
   std::vector<size_t> first_block(tensors.size() + 1);
   for (size_t t = 0; t < tensors.size(); ++t) {
@@ -134,13 +264,13 @@ void step_chunk(const TensorArgs* tensors_begin, size_t count,
     bias2_sqrts[t] = static_cast<T>(std::sqrt(1 - std::pow(h.beta2, step)));
   }
   // per block: g.d, |d|^2, |q - a|^2
-  std::vector<T> sums(3 * blocks.size());
+  std::vector<double> sums(3 * blocks.size());
   at::parallel_for(0, blocks.size(), 1, [&](int64_t first, int64_t last) {
     for (int64_t b = first; b < last; ++b) {
       const Block& blk = blocks[b];
       const TensorArgs& x = tensors[blk.tensor];
       adam_block<T, A, kAnchor, kAmsgrad>(
-          static_cast<T*>(x.p), static_cast<const T*>(x.g),
+          isa, static_cast<T*>(x.p), static_cast<const T*>(x.g),
           static_cast<T*>(x.m), static_cast<T*>(x.v),
           static_cast<T*>(x.vmax), static_cast<const A*>(x.a), blk.begin,
           blk.end, beta2, one_minus_beta1, one_minus_beta2,
@@ -178,7 +308,7 @@ void step_chunk(const TensorArgs* tensors_begin, size_t count,
       const Block& blk = blocks[b];
       if (keeps[blk.tensor] == T(1)) continue;
       const TensorArgs& x = tensors[blk.tensor];
-      shrink_block<T, A, kAnchor>(static_cast<T*>(x.p),
+      shrink_block<T, A, kAnchor>(isa, static_cast<T*>(x.p),
                                   static_cast<const A*>(x.a), blk.begin,
                                   blk.end, keeps[blk.tensor]);
     }
@@ -321,7 +451,37 @@ torch::Tensor adam_spd_step(const std::vector<torch::Tensor>& params,
   return ratios;
 }
 
+// The instruction set the block loops run with ("baseline", "avx2" or
+// "avx512"); set_cpu_isa picks another one the CPU supports (for tests and
+// benchmarks), "best" the default.
+std::string cpu_isa() { return isa_name(active_isa()); }
+
+void set_cpu_isa(const std::string& name) {
+  const Isa best = best_isa();
+  Isa wanted;
+  if (name == "best") {
+    wanted = best;
+  } else if (name == "baseline") {
+    wanted = Isa::kBaseline;
+  } else if (name == "avx2") {
+    wanted = Isa::kAvx2;
+  } else if (name == "avx512") {
+    wanted = Isa::kAvx512;
+  } else {
+    TORCH_CHECK(false, "adam_spd_cpu: unknown instruction set '", name,
+                "': expected best, baseline, avx2 or avx512");
+  }
+  TORCH_CHECK(static_cast<int>(wanted) <= static_cast<int>(best),
+              "adam_spd_cpu: this CPU (or build) does not support ", name,
+              "; the best it supports is ", isa_name(best));
+  active_isa() = wanted;
+}
+
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+  m.def("cpu_isa", &cpu_isa,
+        "instruction set the kernel's loops run with");
+  m.def("set_cpu_isa", &set_cpu_isa,
+        "pick the instruction set: best, baseline, avx2 or avx512");
   m.def("adam_spd_step", &adam_spd_step,
         "AdamSPD step over lists of contiguous CPU tensors, in place; "
         "returns the per-tensor projection ratios (float64)");
