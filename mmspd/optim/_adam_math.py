@@ -17,13 +17,15 @@ import torch
 from torch import Tensor
 
 
-def host_step_value(step: Tensor) -> float:
-    """Return the value of a host-side step counter as a Python float."""
-    if step.device.type != 'cpu':
-        raise RuntimeError(
-            f'optimizer step counters must live on the CPU, got one on '
-            f'{step.device}; reading it would synchronise with the device')
-    return float(step)
+def host_step_values(steps: List[Tensor]) -> List[float]:
+    """The values of host-side step counters, as Python floats."""
+    for step in steps:
+        if step.device.type != 'cpu':
+            raise RuntimeError(
+                f'optimizer step counters must live on the CPU, got one on '
+                f'{step.device}; reading it would synchronise with the '
+                f'device')
+    return torch.stack(steps).tolist()
 
 
 def adam_moments_(grad: Tensor, exp_avg: Tensor, exp_avg_sq: Tensor,

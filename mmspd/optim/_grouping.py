@@ -73,9 +73,14 @@ def split_contiguous(
     of a transposed parameter with a contiguous gradient). Either part is
     ``None`` when it would be empty.
     """
+    tensor_lists = [
+        lst for lst in lists
+        if lst is not None and lst and isinstance(lst[0], Tensor)
+    ]
+    if all(all(map(Tensor.is_contiguous, lst)) for lst in tensor_lists):
+        return lists, None  # the common case, checked in C++ per list
     dense = [
-        all(not isinstance(lst[i], Tensor) or lst[i].is_contiguous()
-            for lst in lists if lst is not None)
+        all(lst[i].is_contiguous() for lst in tensor_lists)
         for i in range(len(lists[0]))
     ]
 

@@ -14,8 +14,7 @@ from ._adam_math import (adam_moments_, adam_moments_foreach_,
 from ._grouping import (group_by_device_and_dtype, split_contiguous,
                         split_for_cache)
 from .adam_spd import _scratch_like
-from .anchored_adam import (AnchoredAdam, GroupTensors, pick_kernel,
-                            select_kernel)
+from .anchored_adam import AnchoredAdam, GroupTensors, pick_kernel
 
 __all__ = ['AdamL2SP', 'adam_l2sp']
 
@@ -32,12 +31,13 @@ class AdamL2SP(AnchoredAdam):
         ``weight_decay`` the L2-SP coefficient.
     """
 
-    def _update_group(self, group: Dict, tensors: GroupTensors) -> None:
+    def _update_group(self, group: Dict, tensors: GroupTensors,
+                      kernel: str) -> None:
         beta1, beta2 = group['betas']
         adam_l2sp(tensors.params, tensors.grads, tensors.exp_avgs,
                   tensors.exp_avg_sqs, tensors.max_exp_avg_sqs,
                   tensors.anchors, tensors.steps,
-                  kernel=select_kernel(group, tensors.params),
+                  kernel=kernel,
                   amsgrad=group['amsgrad'], beta1=beta1, beta2=beta2,
                   lr=group['lr'], weight_decay=group['weight_decay'],
                   eps=group['eps'])

@@ -28,7 +28,7 @@ import torch
 from torch import Tensor
 from torch.optim import Optimizer
 
-from ._adam_math import host_step_value
+from ._adam_math import host_step_values
 
 #: The values the ``anchor`` option of a parameter group may take.
 ANCHOR_MODES = ('init', 'zero')
@@ -147,10 +147,11 @@ def select_kernel(group: Dict[str, Any], params: List[Tensor]) -> str:
         return 'loop'
     if group['fused'] is False or group.get('capturable'):
         return 'foreach'
-    supported = all(fused_available(p.device, p.dtype) for p in params)
+    kinds = {(p.device, p.dtype) for p in params}
+    unsupported = sorted(f'{device.type}/{dtype}' for device, dtype in kinds
+                         if not fused_available(device, dtype))
+    supported = not unsupported
     if group['fused'] and not supported:
-        unsupported = sorted({f'{p.device.type}/{p.dtype}' for p in params
-                              if not fused_available(p.device, p.dtype)})
         raise RuntimeError(f'fused=True but the fused kernel does not serve '
                            f'{", ".join(unsupported)} parameters (it serves '
                            f'CPU float32/float64/bfloat16); use fused=None '
@@ -360,8 +361,9 @@ class AnchoredAdam(Optimizer):
         if group['anchor'] == 'init':
             state['anchor'] = anchor_of(p, group)
 
-    def _check_group(self, group: Dict[str, Any], first_index: int) -> None:
-        """Raise if any parameter of ``group`` cannot be stepped."""
+    def _check_group(self, group: Dict[str, Any], first_index: int) -> str:
+        """Raise if any parameter of ``group`` cannot be stepped; return
+        the kernel (:func:`select_kernel`) that steps it."""
         name = type(self).__name__
         anchor_dtype = resolve_dtype(group['anchor_dtype']) \
             if group['anchor_dtype'] is not None else None
@@ -394,8 +396,8 @@ class AnchoredAdam(Optimizer):
                     f'call reset_anchors() to anchor it at its current '
                     f'value')
         # raises if fused=True cannot be honoured
-        select_kernel(group,
-                      [p for p in group['params'] if p.grad is not None])
+        return select_kernel(
+            group, [p for p in group['params'] if p.grad is not None])
 
     def _gather(self, group: Dict[str, Any]) -> GroupTensors:
         """Collect (creating state) the group's parameters with a gradient.
@@ -403,6 +405,8 @@ class AnchoredAdam(Optimizer):
         Increments their step counters; call :meth:`_check_group` first.
         """
         tensors = GroupTensors()
+        capturable = group['capturable']
+        step_counters: List[Tensor] = []
         if group['amsgrad']:
             tensors.max_exp_avg_sqs = []
         if group['anchor'] == 'init':
@@ -418,20 +422,23 @@ class AnchoredAdam(Optimizer):
                     p, memory_format=torch.preserve_format)
             if tensors.anchors is not None:
                 tensors.anchors.append(state['anchor'])
-            step_device = p.device if group['capturable'] else 'cpu'
-            if state['step'].device != torch.device(step_device):
+            step = state['step']
+            if (step.device != p.device if capturable else not step.is_cpu):
                 # the group's capturable setting changed since the state
                 # was made (or loaded): move the counter once
-                state['step'] = state['step'].to(step_device)
-            state['step'] += 1
+                step = state['step'] = step.to(
+                    p.device if capturable else 'cpu')
+            step_counters.append(step)
             tensors.params.append(p)
             tensors.grads.append(p.grad)
             tensors.exp_avgs.append(state['exp_avg'])
             tensors.exp_avg_sqs.append(state['exp_avg_sq'])
             if tensors.max_exp_avg_sqs is not None:
                 tensors.max_exp_avg_sqs.append(state['max_exp_avg_sq'])
-            tensors.steps.append(state['step'] if group['capturable'] else
-                                 host_step_value(state['step']))
+        if step_counters:
+            torch._foreach_add_(step_counters, 1)
+            tensors.steps = (step_counters if capturable else
+                             host_step_values(step_counters))
         return tensors
 
     @torch.no_grad()
@@ -447,15 +454,18 @@ class AnchoredAdam(Optimizer):
             first_index += len(group['params'])
         # Check everything before touching any state, so that an error
         # leaves the optimizer exactly as it was.
-        for group, first_index in zip(self.param_groups, first_indices):
+        kernels = [
             self._check_group(group, first_index)
-        for group, first_index in zip(self.param_groups, first_indices):
+            for group, first_index in zip(self.param_groups, first_indices)
+        ]
+        for group, kernel in zip(self.param_groups, kernels):
             tensors = self._gather(group)
             if tensors.params:
-                self._update_group(group, tensors)
+                self._update_group(group, tensors, kernel)
         return loss
 
-    def _update_group(self, group: Dict[str, Any],
-                      tensors: GroupTensors) -> None:
-        """Apply one step to ``tensors`` with ``group``'s hyper-parameters."""
+    def _update_group(self, group: Dict[str, Any], tensors: GroupTensors,
+                      kernel: str) -> None:
+        """Apply one step to ``tensors`` with ``group``'s hyper-parameters
+        on ``kernel`` (``'loop'``, ``'foreach'`` or ``'fused'``)."""
         raise NotImplementedError
