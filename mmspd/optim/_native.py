@@ -4,9 +4,10 @@
 ``mmspd/optim/csrc/adam_spd_cpu.cpp`` into ``mmspd.optim._adam_spd_cpu``
 unless ``MMSPD_WITH_OPS=0``. The fused kernel of :class:`~mmspd.optim.AdamSPD`
 runs on it for contiguous CPU float32/float64 parameters; without it the
-fused kernel is composed of torch ops (same numbers, about 2.5x slower on
-ViT shapes), and the first such step warns once, naming why the compiled
-kernel is missing.
+fused kernel is composed of torch ops (same numbers, 2 to 2.5 times slower
+on ViT shapes), and the first such step warns once, naming why the compiled
+kernel is missing. ``extension.cpu_isa()`` names the instruction set its
+loops run with (``set_cpu_isa`` picks another, for tests and benchmarks).
 """
 import warnings
 from typing import List, Optional
