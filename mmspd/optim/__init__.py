@@ -1,4 +1,7 @@
-"""Pure-PyTorch optimizers of mmspd (imports torch only).
+"""The optimizers of mmspd (import torch only, no OpenMMLab package).
+
+On the CPU, AdamSPD's default step runs in a small compiled kernel built by
+the install (:mod:`mmspd.optim._native`); everything works without it.
 
 Use them in any training loop::
 
