@@ -200,3 +200,13 @@ def test_compiled_kernel_rejects_half_parameters():
         _native.adam_spd_step(*lists, None, None, [1.0], beta1=0.9,
                               beta2=0.999, lr=0.1, eps=1e-8,
                               weight_decay=1.0)
+
+
+def test_empty_and_zero_dim_parameters_equal_the_loop(fused_impl):
+    shapes = [(0, 3), (), (7, )]
+    loop_params, fast_params, projected = _run_pair(
+        shapes, 15, dict(lr=0.05, weight_decay=1.0))
+    assert projected >= 3, projected
+    for a, b in zip(loop_params, fast_params):
+        assert a.shape == b.shape
+        assert a.numel() == 0 or max_scaled_ulps(a, b) <= 8.0
