@@ -67,3 +67,14 @@ def step_beside_reference(opt, params, ref, steps=40, atol=1e-12):
             torch.testing.assert_close(p.detach(), expected, rtol=0,
                                        atol=atol)
     return ref
+
+
+def step_in_lockstep(runs, stream, after_each=None):
+    """For every gradient list of ``stream``, give it to each ``(params,
+    optimizer)`` of ``runs`` and step it; then call ``after_each()``."""
+    for grads in stream:
+        for params, optimizer in runs:
+            apply_grads(params, grads)
+            optimizer.step()
+        if after_each is not None:
+            after_each()

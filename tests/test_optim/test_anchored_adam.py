@@ -11,7 +11,7 @@ import torch
 
 from tests.optim_helpers import (KERNELS, SHAPES, apply_grads,
                                  gradient_stream, make_params,
-                                 max_scaled_ulps)
+                                 max_scaled_ulps, step_in_lockstep)
 from mmspd.optim import AdamL2SP, AdamSPD
 
 OPTIMIZERS = [AdamSPD, AdamL2SP]
@@ -540,11 +540,8 @@ def test_zero_weight_decay_is_torch_adam(cls, kernel, anchor, amsgrad):
               amsgrad=amsgrad, **KERNELS[kernel])
     adam = torch.optim.Adam(adam_params, lr=0.03, amsgrad=amsgrad,
                             **KERNELS[kernel])
-    for grads in gradient_stream(steps=25):
-        apply_grads(params, grads)
-        apply_grads(adam_params, grads)
-        opt.step()
-        adam.step()
+    step_in_lockstep([(params, opt), (adam_params, adam)],
+                     gradient_stream(steps=25))
     for a, b in zip(params, adam_params):
         torch.testing.assert_close(a, b, rtol=0, atol=1e-12)
 
@@ -625,14 +622,14 @@ def test_capturable_steps_equal_host_counter_steps(cls, anchor, amsgrad):
                   fused=False)
     host = cls(host_params, **kwargs)
     dev = cls(dev_params, capturable=True, **kwargs)
-    for grads in gradient_stream(steps=30):
-        apply_grads(host_params, grads)
-        apply_grads(dev_params, grads)
-        host.step()
-        dev.step()
+
+    def same_weights():
         for a, b in zip(host_params, dev_params):
             torch.testing.assert_close(a.detach(), b.detach(), rtol=0,
                                        atol=1e-12)
+
+    step_in_lockstep([(host_params, host), (dev_params, dev)],
+                     gradient_stream(steps=30), after_each=same_weights)
     for p in dev_params:
         step = dev.state[p]['step']
         assert step.device == p.device and step.dtype == torch.float32
