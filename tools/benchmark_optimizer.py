@@ -406,8 +406,8 @@ def machine_description(device: torch.device) -> str:
             name = models[0] if models else name
         except OSError:
             pass
-    kernel = ('compiled CPU kernel' if _native.extension is not None else
-              'no compiled CPU kernel')
+    kernel = (f'compiled CPU kernel ({_native.extension.cpu_isa()})'
+              if _native.extension is not None else 'no compiled CPU kernel')
     return (f'{name}, {torch.get_num_threads()} threads, torch '
             f'{torch.__version__}, mmspd {kernel}')
 
