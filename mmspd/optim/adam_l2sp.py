@@ -4,7 +4,7 @@ L2-SP (Li, Grandvalet, Davoine; ICML 2018) adds
 ``weight_decay / 2 * |p - a|^2`` to the loss, i.e. ``weight_decay * (p - a)``
 to every gradient, every step, before Adam's moments.
 """
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Union
 
 import torch
 from torch import Tensor
@@ -46,9 +46,10 @@ class AdamL2SP(AnchoredAdam):
 def adam_l2sp(params: List[Tensor], grads: List[Tensor],
               exp_avgs: List[Tensor], exp_avg_sqs: List[Tensor],
               max_exp_avg_sqs: Optional[List[Tensor]],
-              anchors: Optional[List[Tensor]], steps: List[float], *,
-              kernel: str, amsgrad: bool, beta1: float, beta2: float,
-              lr: float, weight_decay: float, eps: float) -> None:
+              anchors: Optional[List[Tensor]],
+              steps: List[Union[float, Tensor]], *, kernel: str,
+              amsgrad: bool, beta1: float, beta2: float, lr: float,
+              weight_decay: float, eps: float) -> None:
     """Functional AdamL2SP step; arguments as :func:`mmspd.optim.adam_spd`."""
     kernels = dict(loop=_single_tensor_adam_l2sp,
                    foreach=_multi_tensor_adam_l2sp, fused=_fused_adam_l2sp)

@@ -4,7 +4,7 @@ From "Rethinking Weight Decay for Robust Fine-Tuning of Foundation Models"
 (Tian, Huang, Kira; NeurIPS 2024, arXiv:2411.01713). Written from the
 algorithm's statement in the paper; no code of the authors' is used.
 """
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Union
 
 import torch
 from torch import Tensor
@@ -94,18 +94,20 @@ class AdamSPD(AnchoredAdam):
 def adam_spd(params: List[Tensor], grads: List[Tensor],
              exp_avgs: List[Tensor], exp_avg_sqs: List[Tensor],
              max_exp_avg_sqs: Optional[List[Tensor]],
-             anchors: Optional[List[Tensor]], steps: List[float], *,
-             kernel: str, amsgrad: bool, beta1: float, beta2: float,
+             anchors: Optional[List[Tensor]], steps: List[Union[float, Tensor]],
+             *, kernel: str, amsgrad: bool, beta1: float, beta2: float,
              lr: float, weight_decay: float, eps: float,
              ratios_out: Optional[List[Tensor]] = None) -> None:
     """Functional AdamSPD step (see :class:`AdamSPD` for the math).
 
     Updates ``params`` and the moments in place. ``anchors=None`` means zero
     anchors; ``max_exp_avg_sqs`` may be ``None`` unless ``amsgrad``. ``steps``
-    are the step counts *after* this step's increment (1 at the first step).
-    ``kernel`` is ``'loop'`` (the readable reference), ``'foreach'``
-    (multi-tensor) or ``'fused'`` (CPU, on torch's fused Adam kernel); all
-    give the same numbers to float32 rounding.
+    are the step counts *after* this step's increment (1 at the first step):
+    numbers, or with ``kernel='foreach'`` the counter tensors themselves
+    (``capturable``). ``kernel`` is ``'loop'`` (the readable reference),
+    ``'foreach'`` (multi-tensor) or ``'fused'`` (CPU: mmspd's compiled
+    kernel, or torch ops around torch's fused Adam); all give the same
+    numbers to float32 rounding.
     If ``ratios_out`` is a list, the tensors of per-tensor projection ratios
     (0 where not projected) are appended to it; with ``weight_decay == 0``
     SPD is off and nothing is appended.
