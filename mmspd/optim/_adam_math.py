@@ -17,17 +17,6 @@ import torch
 from torch import Tensor
 
 
-def host_step_values(steps: List[Tensor]) -> List[float]:
-    """The values of host-side step counters, as Python floats."""
-    for step in steps:
-        if step.device.type != 'cpu':
-            raise RuntimeError(
-                f'optimizer step counters must live on the CPU, got one on '
-                f'{step.device}; reading it would synchronise with the '
-                f'device')
-    return torch.stack(steps).tolist()
-
-
 def adam_moments_(grad: Tensor, exp_avg: Tensor, exp_avg_sq: Tensor,
                   max_exp_avg_sq: Optional[Tensor], step: float, *,
                   beta1: float, beta2: float, lr: float, eps: float,

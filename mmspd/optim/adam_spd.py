@@ -94,8 +94,9 @@ class AdamSPD(AnchoredAdam):
 def adam_spd(params: List[Tensor], grads: List[Tensor],
              exp_avgs: List[Tensor], exp_avg_sqs: List[Tensor],
              max_exp_avg_sqs: Optional[List[Tensor]],
-             anchors: Optional[List[Tensor]], steps: List[Union[float, Tensor]],
-             *, kernel: str, amsgrad: bool, beta1: float, beta2: float,
+             anchors: Optional[List[Tensor]],
+             steps: List[Union[float, Tensor]], *, kernel: str,
+             amsgrad: bool, beta1: float, beta2: float,
              lr: float, weight_decay: float, eps: float,
              ratios_out: Optional[List[Tensor]] = None) -> None:
     """Functional AdamSPD step (see :class:`AdamSPD` for the math).

@@ -28,8 +28,6 @@ import torch
 from torch import Tensor
 from torch.optim import Optimizer
 
-from ._adam_math import host_step_values
-
 #: The values the ``anchor`` option of a parameter group may take.
 ANCHOR_MODES = ('init', 'zero')
 
@@ -365,8 +363,7 @@ class AnchoredAdam(Optimizer):
         """Raise if any parameter of ``group`` cannot be stepped; return
         the kernel (:func:`select_kernel`) that steps it."""
         name = type(self).__name__
-        anchor_dtype = resolve_dtype(group['anchor_dtype']) \
-            if group['anchor_dtype'] is not None else None
+        anchor_dtype = resolve_dtype(group['anchor_dtype'])  # None: none
         for offset, p in enumerate(group['params']):
             if p.grad is None:
                 continue
@@ -437,8 +434,9 @@ class AnchoredAdam(Optimizer):
                 tensors.max_exp_avg_sqs.append(state['max_exp_avg_sq'])
         if step_counters:
             torch._foreach_add_(step_counters, 1)
+            # host counters (moved there above): one read for the group
             tensors.steps = (step_counters if capturable else
-                             host_step_values(step_counters))
+                             torch.stack(step_counters).tolist())
         return tensors
 
     @torch.no_grad()

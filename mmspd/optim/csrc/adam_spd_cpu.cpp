@@ -239,26 +239,24 @@ struct Block {
 // number of tensors, and small tensors are spread over the threads too.
 // Writes each tensor's ratio r (0 where not projected) into `ratios`.
 template <typename T, typename A, bool kAnchor, bool kAmsgrad>
-void step_chunk(const TensorArgs* tensors_begin, size_t count,
-                const Hyper& h, double* ratios) {
-  const std::vector<TensorArgs> tensors(tensors_begin,
-                                        tensors_begin + count);
+void step_chunk(const TensorArgs* tensors, size_t count, const Hyper& h,
+                double* ratios) {
   const Isa isa = active_isa();
   std::vector<Block> blocks;
-  std::vector<size_t> first_block(tensors.size() + 1);
-  for (size_t t = 0; t < tensors.size(); ++t) {
+  std::vector<size_t> first_block(count + 1);
+  for (size_t t = 0; t < count; ++t) {
     first_block[t] = blocks.size();
     for (int64_t begin = 0; begin < tensors[t].n; begin += kBlock) {
       blocks.push_back({t, begin, std::min(tensors[t].n, begin + kBlock)});
     }
   }
-  first_block[tensors.size()] = blocks.size();
+  first_block[count] = blocks.size();
   const T beta2 = static_cast<T>(h.beta2);
   const T one_minus_beta1 = static_cast<T>(1 - h.beta1);
   const T one_minus_beta2 = static_cast<T>(1 - h.beta2);
   const T eps = static_cast<T>(h.eps);
-  std::vector<T> step_sizes(tensors.size()), bias2_sqrts(tensors.size());
-  for (size_t t = 0; t < tensors.size(); ++t) {
+  std::vector<T> step_sizes(count), bias2_sqrts(count);
+  for (size_t t = 0; t < count; ++t) {
     const double step = tensors[t].step;
     step_sizes[t] = static_cast<T>(h.lr / (1 - std::pow(h.beta1, step)));
     bias2_sqrts[t] = static_cast<T>(std::sqrt(1 - std::pow(h.beta2, step)));
@@ -278,9 +276,9 @@ void step_chunk(const TensorArgs* tensors_begin, size_t count,
           &sums[3 * b]);
     }
   });
-  std::vector<T> keeps(tensors.size(), T(1));
+  std::vector<T> keeps(count, T(1));
   bool any_shrink = false;
-  for (size_t t = 0; t < tensors.size(); ++t) {
+  for (size_t t = 0; t < count; ++t) {
     double dot = 0, dev2 = 0, prop2 = 0;
     for (size_t b = first_block[t]; b < first_block[t + 1]; ++b) {
       dot += sums[3 * b];
@@ -379,6 +377,10 @@ torch::Tensor adam_spd_step(const std::vector<torch::Tensor>& params,
                   (anchors.empty() || anchors.size() == count),
               "adam_spd_cpu: the tensor lists must have one entry per "
               "parameter (", count, ")");
+  const bool anchored = !anchors.empty();
+  const bool amsgrad = !max_exp_avg_sqs.empty();
+  const auto dtype = count ? params[0].scalar_type() : torch::kFloat;
+  const auto anchor_dtype = anchored ? anchors[0].scalar_type() : dtype;
   for (size_t i = 0; i < count; ++i) {
     const auto& p = params[i];
     check_tensor(p, p, "params", i, true);
@@ -386,33 +388,25 @@ torch::Tensor adam_spd_step(const std::vector<torch::Tensor>& params,
                     p.scalar_type() == torch::kDouble,
                 "adam_spd_cpu: params[", i, "] must be float32 or float64, "
                 "got ", p.scalar_type());
+    TORCH_CHECK(p.scalar_type() == dtype,
+                "adam_spd_cpu: all params must share one dtype; params[", i,
+                "] is ", p.scalar_type(), ", params[0] ", dtype);
     check_tensor(grads[i], p, "grads", i, true);
     check_tensor(exp_avgs[i], p, "exp_avgs", i, true);
     check_tensor(exp_avg_sqs[i], p, "exp_avg_sqs", i, true);
     if (!max_exp_avg_sqs.empty()) {
       check_tensor(max_exp_avg_sqs[i], p, "max_exp_avg_sqs", i, true);
     }
-    if (!anchors.empty()) check_tensor(anchors[i], p, "anchors", i, false);
+    if (anchored) {
+      check_tensor(anchors[i], p, "anchors", i, false);
+      TORCH_CHECK(anchors[i].scalar_type() == anchor_dtype,
+                  "adam_spd_cpu: all anchors must share one dtype; anchors[",
+                  i, "] is ", anchors[i].scalar_type(), ", anchors[0] ",
+                  anchor_dtype);
+    }
   }
-  const bool anchored = !anchors.empty();
-  const bool amsgrad = !max_exp_avg_sqs.empty();
-  const auto dtype = count ? params[0].scalar_type() : torch::kFloat;
-  const auto anchor_dtype = anchored ? anchors[0].scalar_type() : dtype;
   std::vector<TensorArgs> tensors(count);
   for (size_t i = 0; i < count; ++i) {
-    TORCH_CHECK(params[i].scalar_type() == dtype,
-                "adam_spd_cpu: all params must share one dtype; params[", i,
-                "] is ", params[i].scalar_type(), ", params[0] ", dtype);
-    TORCH_CHECK(anchor_dtype == torch::kFloat ||
-                    anchor_dtype == torch::kDouble ||
-                    anchor_dtype == torch::kBFloat16 ||
-                    anchor_dtype == torch::kHalf,
-                "adam_spd_cpu: anchors must be float16, bfloat16, float32 "
-                "or float64, got ", anchor_dtype);
-    TORCH_CHECK(!anchored || anchors[i].scalar_type() == anchor_dtype,
-                "adam_spd_cpu: all anchors must share one dtype; anchors[",
-                i, "] is ", anchors[i].scalar_type(), ", anchors[0] ",
-                anchor_dtype);
     tensors[i] = {params[i].data_ptr(),
                   grads[i].data_ptr(),
                   exp_avgs[i].data_ptr(),
@@ -443,7 +437,7 @@ torch::Tensor adam_spd_step(const std::vector<torch::Tensor>& params,
       case torch::kDouble:
         step_list_any<T, double>(tensors, anchored, amsgrad, hyper, out);
         break;
-      default:
+      default:  // nothing has been changed yet
         TORCH_CHECK(false, "adam_spd_cpu: anchors must be float16, "
                     "bfloat16, float32 or float64, got ", anchor_dtype);
     }
