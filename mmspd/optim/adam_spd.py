@@ -177,6 +177,20 @@ def keep_factors(dots: Tensor, deviation_norms: Tensor,
     return 1.0 - weight_decay * ratios
 
 
+def keep_factors_from_sums(sums: Tensor, weight_decay: float,
+                           ratios_out: Optional[List[Tensor]] = None
+                           ) -> Tensor:
+    """:func:`keep_factors` from per-tensor sums, as kernels that run in two
+    passes (and sharded steps, which reduce the sums between them) have them.
+
+    ``sums`` is ``[n, 3]``: per tensor ``g . (p - a)``, ``|p - a|^2`` and
+    ``|q - a|^2`` over all its elements. Returns the ``[n]`` keep factors.
+    """
+    dots, deviation_sq, proposal_sq = sums.unbind(1)
+    return keep_factors(dots, deviation_sq.sqrt(), proposal_sq.sqrt(),
+                        weight_decay, ratios_out)
+
+
 def _apply_keep(params: List[Tensor], anchors: Optional[List[Tensor]],
                 proposals: List[Tensor], keeps: Tensor) -> None:
     """``p = a + keep * (q - a)`` per tensor (``proposals`` hold ``q - a``;
