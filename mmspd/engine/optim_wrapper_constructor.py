@@ -15,6 +15,12 @@ It keeps every ``paramwise_cfg`` rule of
   step works on whole groups);
 * one compact table of the groups it built is logged.
 
+Parameters reachable twice (a module shared by two parents, tied weights)
+are treated as upstream treats them: a ``ValueError`` naming them unless
+``paramwise_cfg.bypass_duplicate=True``, in which case the first occurrence
+(in ``add_params`` order) decides the parameter's options and later ones are
+skipped. Merging never hides a duplicate.
+
 Since ``weight_decay`` is SPD's lambda, ``decay_mult`` scales lambda:
 ``custom_keys={'head': dict(decay_mult=0.)}`` means no SPD on the head.
 It serves ``AdamL2SP`` and plain torch optimizers the same way.
@@ -100,6 +106,7 @@ class SPDOptimWrapperConstructor(DefaultOptimWrapperConstructor):
         params: List[dict] = []
         if self.paramwise_cfg:
             self.add_params(params, model)
+            self._check_duplicates(params, model)
             for group in params:
                 for key in MULTIPLIER_KEYS:
                     group.pop(key, None)
@@ -118,6 +125,29 @@ class SPDOptimWrapperConstructor(DefaultOptimWrapperConstructor):
         wrapper_cfg.setdefault('type', 'OptimWrapper')
         return OPTIM_WRAPPERS.build(wrapper_cfg,
                                     default_args=dict(optimizer=optimizer))
+
+    def _check_duplicates(self, groups: List[dict], model: nn.Module) -> None:
+        """Raise, as torch does for upstream's per-parameter groups, when a
+        parameter is in more than one group (only possible without
+        ``bypass_duplicate``: then ``add_params`` skips repeats)."""
+        seen, repeated = set(), {}
+        for group in groups:
+            for param in group['params']:
+                if id(param) in seen:
+                    repeated[id(param)] = param
+                seen.add(id(param))
+        if not repeated:
+            return
+        names: Dict[int, List[str]] = {}
+        for name, param in model.named_parameters(remove_duplicate=False):
+            names.setdefault(id(param), []).append(name)
+        shared = ', '.join(' = '.join(names.get(key, ['<unnamed>']))
+                           for key in repeated)
+        raise ValueError(
+            f'some parameters appear in more than one parameter group: '
+            f'{shared} (shared modules or tied weights); set '
+            f'paramwise_cfg.bypass_duplicate=True to give each the options '
+            f'of its first occurrence, as mmengine does')
 
     def _optimizer_class(self) -> type:
         optimizer_type = self.optimizer_cfg['type']

@@ -180,3 +180,124 @@ def test_merged_groups_train_like_per_parameter_groups():
             opt.step()
     for name, p in model.named_parameters():
         torch.testing.assert_close(p, names[name])
+
+
+class SharedModel(nn.Module):
+    """Parameters reachable twice: a block shared by two parents (as in
+    weight-shared heads) and a linear layer whose weight is tied to an
+    embedding's."""
+
+    def __init__(self):
+        super().__init__()
+        shared = nn.Sequential(nn.Linear(4, 4), nn.LayerNorm(4))
+        self.encoder = nn.Module()
+        self.encoder.block = shared
+        self.encoder.conv = nn.Conv2d(3, 4, 3)
+        self.decoder = nn.Module()
+        self.decoder.block = shared  # the same module again
+        self.embed = nn.Embedding(6, 4)
+        self.head = nn.Linear(4, 6, bias=False)
+        self.head.weight = self.embed.weight  # tied weights
+
+
+SHARED_CASES = {
+    'multipliers by name': dict(custom_keys={
+        'encoder.block': dict(lr_mult=2., decay_mult=0.5),
+        'decoder.block': dict(lr_mult=3.),
+        'head': dict(lr_mult=10., decay_mult=0.),
+    }),
+    'norm and bias rules': dict(norm_decay_mult=0., bias_decay_mult=0.25,
+                                custom_keys={'decoder': dict(lr_mult=0.1)}),
+    'defaults only': dict(),
+}
+
+
+def _options_by_name(model, optimizer):
+    """{first name of each parameter: its group's effective options}: every
+    option the optimizer reads (params, and the multipliers mmengine leaves
+    in its groups as bookkeeping, excluded)."""
+    names = {}
+    for name, p in model.named_parameters():  # first name of each tensor
+        names.setdefault(id(p), name)
+    table = {}
+    for group in optimizer.param_groups:
+        options = {k: v for k, v in group.items()
+                   if k not in ('params', 'lr_mult', 'decay_mult')}
+        for p in group['params']:
+            assert names[id(p)] not in table, 'a parameter is in two groups'
+            table[names[id(p)]] = options
+    return table
+
+
+def _build_with(constructor, model, paramwise_cfg):
+    return build_optim_wrapper(model, dict(
+        constructor=constructor, paramwise_cfg=paramwise_cfg,
+        optimizer=dict(type='AdamSPD', lr=0.01, weight_decay=1.0)))
+
+
+@pytest.mark.parametrize('case', sorted(SHARED_CASES))
+def test_duplicates_raise_like_mmengine_unless_bypassed(case):
+    paramwise_cfg = dict(SHARED_CASES[case], bypass_duplicate=False)
+    message = 'some parameters appear in more than one parameter group'
+    with pytest.raises(ValueError, match=message):
+        _build_with('DefaultOptimWrapperConstructor', SharedModel(),
+                    paramwise_cfg)
+    with pytest.raises(ValueError, match=message) as error:
+        _build_with('SPDOptimWrapperConstructor', SharedModel(),
+                    paramwise_cfg)
+    # ours names the tensors and every name they are reachable by
+    assert 'encoder.block.0.weight = decoder.block.0.weight' in str(
+        error.value)
+    assert 'embed.weight = head.weight' in str(error.value)
+    assert 'bypass_duplicate=True' in str(error.value)
+
+
+@pytest.mark.parametrize('case', sorted(SHARED_CASES))
+def test_bypassed_duplicates_get_mmengines_options(case):
+    """First occurrence wins, as in mmengine: every parameter's effective
+    options equal those mmengine's own constructor gives it."""
+    paramwise_cfg = dict(SHARED_CASES[case], bypass_duplicate=True)
+    model = SharedModel()
+    upstream = _options_by_name(model, _build_with(
+        'DefaultOptimWrapperConstructor', model, paramwise_cfg).optimizer)
+    ours_wrapper = _build_with('SPDOptimWrapperConstructor', model,
+                               paramwise_cfg)
+    ours = _options_by_name(model, ours_wrapper.optimizer)
+    assert ours.keys() == upstream.keys()
+    distinct_names = {n for n, _ in model.named_parameters()}
+    assert set(ours) == distinct_names  # every tensor once, none missing
+    for name in upstream:
+        assert ours[name] == upstream[name], name
+    # each tensor once in the merged groups (torch would warn otherwise)
+    params = [id(p) for g in ours_wrapper.optimizer.param_groups
+              for p in g['params']]
+    assert len(params) == len(set(params)) == len(distinct_names)
+    # merging stays: fewer groups than upstream's one per tensor
+    assert len(ours_wrapper.optimizer.param_groups) < len(upstream)
+
+
+def test_first_occurrence_decides_a_shared_blocks_options():
+    """The shared block is met first as encoder.block: its rule applies,
+    decoder.block's never does."""
+    model = SharedModel()
+    wrapper = _build_with('SPDOptimWrapperConstructor', model, dict(
+        SHARED_CASES['multipliers by name'], bypass_duplicate=True))
+    options = _options_by_name(model, wrapper.optimizer)
+    assert options['encoder.block.0.weight']['lr'] == pytest.approx(0.02)
+    assert options['encoder.block.0.weight']['weight_decay'] == \
+        pytest.approx(0.5)
+    assert options['embed.weight']['lr'] == pytest.approx(0.01)
+
+
+def test_without_paramwise_cfg_shared_tensors_are_listed_once():
+    """No paramwise_cfg: one group of model.parameters(), which lists a
+    shared tensor once, for upstream and ours alike (no error)."""
+    model = SharedModel()
+    for constructor in ('DefaultOptimWrapperConstructor',
+                        'SPDOptimWrapperConstructor'):
+        wrapper = build_optim_wrapper(model, dict(
+            constructor=constructor,
+            optimizer=dict(type='AdamSPD', lr=0.01, weight_decay=1.0)))
+        params = wrapper.optimizer.param_groups[0]['params']
+        assert len(params) == len(set(map(id, params))) == len(
+            list(model.parameters()))
