@@ -10,6 +10,7 @@ from .hooks import CrashSafeCheckpointHook, SPDMonitorHook
 from .model_wrappers import CPUDistributedDataParallel
 from .optim_wrapper_constructor import SPDOptimWrapperConstructor
 from .runner import RobustTestLoop
+from .strategies import FSDP2Strategy
 
 __all__ = [
     'SPDOptimWrapperConstructor', 'CPUDistributedDataParallel',

@@ -16,6 +16,8 @@ from mmengine.config import Config
 from mmengine.hooks import CheckpointHook
 from mmengine.logging import print_log
 
+from .sharded_checkpoint import is_complete_sharded_checkpoint
+
 
 #: ``default_hooks.checkpoint`` types that become ``CrashSafeCheckpointHook``.
 _UPSTREAM_CHECKPOINT_TYPES = ('CheckpointHook', 'mmengine.CheckpointHook',
@@ -54,8 +56,12 @@ def is_complete_checkpoint(path: str) -> bool:
     ``torch.save`` (the zip format, torch >= 1.6, which mmengine writes) ends
     a file with the zip directory and stores a CRC per record, so a file cut
     short by a kill fails this check. Reads the whole file; unpickles
-    nothing. A legacy (non-zip) torch file counts as incomplete.
+    nothing. A legacy (non-zip) torch file counts as incomplete. A
+    directory is a sharded checkpoint (FSDP2Strategy): complete when
+    :func:`~mmspd.engine.sharded_checkpoint.is_complete_sharded_checkpoint`.
     """
+    if osp.isdir(path):
+        return is_complete_sharded_checkpoint(path)
     try:
         with zipfile.ZipFile(path) as archive:
             return archive.testzip() is None

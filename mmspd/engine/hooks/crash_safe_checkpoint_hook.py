@@ -16,6 +16,7 @@ switches a config to it (``tools/train.py`` does).
 import os
 import os.path as osp
 import re
+import shutil
 
 from mmengine.dist import is_main_process
 from mmengine.fileio import LocalBackend
@@ -83,14 +84,28 @@ class CrashSafeCheckpointHook(CheckpointHook):
     backends (``backend_args`` / ``file_client_args`` pointing to remote
     storage) and other runners (e.g. ``FlexibleRunner``, whose DeepSpeed or
     FSDP checkpoints are directories written by every rank) fall back to
-    upstream behaviour. Best checkpoints (``save_best``) are written by the
-    upstream code in every case.
+    upstream behaviour, except strategies that write each checkpoint
+    atomically themselves (``strategy.saves_atomically``: mmspd's
+    ``FSDP2Strategy`` writes a sharded directory as ``<name>.tmp`` on every
+    rank and renames it): then steps 2 and 3 keep their order, and
+    leftover ``*.tmp`` directories are removed as files are. Best
+    checkpoints (``save_best``) are written by the upstream code in every
+    case.
     """
 
     def _crash_safe(self, runner) -> bool:
-        """Whether this save can take the atomic local path."""
+        """Whether this save can take the atomic local path: mmengine's
+        ``Runner``, or a runner whose strategy writes each checkpoint
+        atomically itself (``strategy.saves_atomically``, e.g.
+        :class:`~mmspd.engine.strategies.FSDP2Strategy`)."""
         return (isinstance(self.file_backend, LocalBackend)
-                and isinstance(runner, Runner))
+                and (isinstance(runner, Runner)
+                     or self._strategy_saves_atomically(runner)))
+
+    @staticmethod
+    def _strategy_saves_atomically(runner) -> bool:
+        strategy = getattr(runner, 'strategy', None)
+        return bool(getattr(strategy, 'saves_atomically', False))
 
     def _tmp_pattern(self) -> re.Pattern:
         """Names of this hook's leftover temporary checkpoints."""
@@ -108,8 +123,14 @@ class CrashSafeCheckpointHook(CheckpointHook):
         pattern = self._tmp_pattern()
         for name in os.listdir(self.out_dir):
             path = osp.join(self.out_dir, name)
-            if pattern.match(name) and osp.isfile(path):
+            if not pattern.match(name):
+                continue
+            if osp.isfile(path):
                 os.remove(path)
+            elif osp.isdir(path):  # a sharded checkpoint's directory
+                shutil.rmtree(path)
+            else:
+                continue
                 runner.logger.info(f'Removed {path}, left by an interrupted '
                                    f'checkpoint save.')
 
@@ -146,7 +167,10 @@ class CrashSafeCheckpointHook(CheckpointHook):
                                                      ckpt_filename)
         runner.message_hub.update_info('last_ckpt', self.last_ckpt)
 
-        tmp_filename = ckpt_filename + TMP_SUFFIX
+        # an atomic strategy writes (on every rank) under the final name
+        atomic_strategy = not isinstance(runner, Runner)
+        tmp_filename = ckpt_filename if atomic_strategy else \
+            ckpt_filename + TMP_SUFFIX
         runner.save_checkpoint(self.out_dir,
                                tmp_filename,
                                self.file_client_args,
@@ -161,10 +185,12 @@ class CrashSafeCheckpointHook(CheckpointHook):
         if not is_main_process():
             return
 
-        tmp_path = self.file_backend.join_path(self.out_dir, tmp_filename)
-        _fsync_path(tmp_path)
-        os.replace(tmp_path, self.last_ckpt)
-        _fsync_path(self.out_dir)
+        if not atomic_strategy:
+            tmp_path = self.file_backend.join_path(self.out_dir,
+                                                   tmp_filename)
+            _fsync_path(tmp_path)
+            os.replace(tmp_path, self.last_ckpt)
+            _fsync_path(self.out_dir)
         atomic_write_text(osp.join(runner.work_dir, 'last_checkpoint'),
                           self.last_ckpt)
         if outdated is not None and outdated != step:
