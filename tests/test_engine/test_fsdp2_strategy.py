@@ -1,0 +1,164 @@
+"""FSDP2Strategy run for real: tools/dist_train.sh on CPU processes (gloo)
+with mmengine's FlexibleRunner and a tiny mmpretrain ViT
+(tests/data/configs/tiny_vit_fsdp2.py), against the same config on DDP
+(tiny_vit_ddp.py), and resumed from its sharded checkpoints on 2 and 3
+processes."""
+import os
+import os.path as osp
+import socket
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from mmspd.engine.resume import find_resume_checkpoint
+from mmspd.engine.sharded_checkpoint import (consolidate_sharded_checkpoint,
+                                             is_complete_sharded_checkpoint)
+from tests.dataset_files import write_custom_classification_set
+from tests.tool_modules import REPO
+
+CONFIGS = osp.join('tests', 'data', 'configs')
+MAX_ITERS = 6  # the configs'
+#: the optimizer of the runs (the configs' own is AdamSPD)
+OPTIMIZER = 'AdamW'
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        return s.getsockname()[1]
+
+
+def _env(**extra):
+    return dict(os.environ, PYTHON=sys.executable, OMP_NUM_THREADS='1',
+                CUDA_VISIBLE_DEVICES='', **extra)
+
+
+def _start(kind: str, nproc: int, work_dir, data_root, init,
+           resume=None, *cfg_options):
+    """``tools/dist_train.sh tiny_vit_<kind>.py nproc`` (a Popen), output
+    in ``work_dir.log``."""
+    log = open(f'{work_dir}.log', 'w')
+    resume = ['--resume', resume] if resume else []
+    cmd = ['bash', osp.join('tools', 'dist_train.sh'),
+           osp.join(CONFIGS, f'tiny_vit_{kind}.py'), str(nproc),
+           '--work-dir', str(work_dir), *resume, '--cfg-options',
+           f'train_dataloader.dataset.data_root={data_root}',
+           f'val_dataloader.dataset.data_root={data_root}',
+           f'optim_wrapper.optimizer.type={OPTIMIZER}', f'load_from={init}',
+           *cfg_options]
+    return subprocess.Popen(cmd, cwd=REPO, env=_env(PORT=str(_free_port())),
+                            stdout=log, stderr=subprocess.STDOUT), log
+
+
+def _wait(*started):
+    for proc, log in started:
+        rc = proc.wait(timeout=600)
+        log.close()
+        with open(log.name) as f:
+            text = f.read()
+        assert rc == 0, text
+
+
+def _initial_weights(path: str) -> dict:
+    """The model of the configs, built and initialised once, with a
+    non-zero head (every tensor gets a gradient at the first step).
+
+    Both runs start from it (``load_from``): the Runner and the
+    FlexibleRunner draw the random initialisation at different moments,
+    so their own initial weights differ.
+    """
+    from mmengine.config import Config
+    from mmengine.registry import MODELS, init_default_scope
+    cfg = Config.fromfile(osp.join(REPO, CONFIGS, 'tiny_vit_ddp.py'))
+    init_default_scope('mmpretrain')
+    torch.manual_seed(0)
+    model = MODELS.build(cfg.model)
+    model.init_weights()
+    torch.nn.init.normal_(model.head.layers.head.weight, std=0.1)
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    torch.save(dict(state_dict=state, meta=dict()), path)
+    return state
+
+
+@pytest.fixture(scope='module')
+def runs(tmp_path_factory):
+    """DDP and FSDP2 (2 processes, global batch 4) side by side; then the
+    FSDP2 run resumed from its iteration-3 checkpoint on 2 and on 3
+    processes. Returns the root directory."""
+    root = tmp_path_factory.mktemp('fsdp2_runs')
+    data_root = write_custom_classification_set(str(root / 'data'))
+    init = str(root / 'init.pth')
+    _initial_weights(init)
+    _wait(_start('ddp', 2, root / 'ddp', data_root, init),
+          _start('fsdp2', 2, root / 'fsdp2', data_root, init))
+    checkpoint = str(root / 'fsdp2' / 'iter_3.pth')
+    # StrictLoadingHook reads checkpoint files only, not sharded directories
+    no_file_check = 'strict_loading.load_from=False'
+    _wait(_start('fsdp2', 2, root / 'resumed2', data_root, init,
+                 checkpoint, no_file_check),
+          _start('fsdp2', 3, root / 'resumed3', data_root, init,
+                 checkpoint, no_file_check))
+    return root
+
+
+def _max_diff(a: dict, b: dict) -> float:
+    assert a.keys() == b.keys()
+    return max((a[k].double() - b[k].double()).abs().max().item() for k in a)
+
+
+def _optimizer_diff(a: dict, b: dict) -> float:
+    assert a['state'].keys() == b['state'].keys()
+    return max(_max_diff(a['state'][i], b['state'][i]) for i in a['state'])
+
+
+@pytest.mark.slow
+def test_fsdp2_equals_ddp_with_the_same_global_batch(runs):
+    ddp = torch.load(runs / 'ddp' / f'iter_{MAX_ITERS}.pth',
+                     map_location='cpu')
+    fsdp2 = consolidate_sharded_checkpoint(
+        str(runs / 'fsdp2' / f'iter_{MAX_ITERS}.pth'))
+    init = torch.load(runs / 'init.pth', map_location='cpu')['state_dict']
+    update = _max_diff(ddp['state_dict'], init)
+    diff = _max_diff(ddp['state_dict'], fsdp2['state_dict'])
+    opt_diff = _optimizer_diff(ddp['optimizer'], fsdp2['optimizer'])
+    print(f'FSDP2 vs DDP after {MAX_ITERS} iterations: weights {diff:.3e}, '
+          f'optimizer state {opt_diff:.3e} (update {update:.3e})')
+    assert update > 1e-3  # it trained
+    assert diff <= 1e-6 * update
+    assert opt_diff <= 1e-6
+    # the checkpoint is a one-process mmengine checkpoint's equal
+    assert fsdp2['optimizer']['param_groups'] == \
+        ddp['optimizer']['param_groups']
+    assert fsdp2['meta']['iter'] == MAX_ITERS
+
+
+@pytest.mark.slow
+def test_resume_from_a_sharded_checkpoint_equals_the_uninterrupted_run(runs):
+    uninterrupted = consolidate_sharded_checkpoint(
+        str(runs / 'fsdp2' / f'iter_{MAX_ITERS}.pth'))
+    resumed = consolidate_sharded_checkpoint(
+        str(runs / 'resumed2' / f'iter_{MAX_ITERS}.pth'))
+    diff = _max_diff(uninterrupted['state_dict'], resumed['state_dict'])
+    opt_diff = _optimizer_diff(uninterrupted['optimizer'],
+                               resumed['optimizer'])
+    print(f'resumed at iteration 3 vs uninterrupted: weights {diff:.3e}, '
+          f'optimizer state {opt_diff:.3e}')
+    assert diff == 0.0 and opt_diff == 0.0
+    assert resumed['param_schedulers'] == uninterrupted['param_schedulers']
+    assert not osp.exists(runs / 'resumed2' / f'iter_{MAX_ITERS}.pth.tmp')
+    assert find_resume_checkpoint(str(runs / 'resumed2')) == str(
+        runs / 'resumed2' / f'iter_{MAX_ITERS}.pth')
+
+
+@pytest.mark.slow
+def test_resume_on_another_world_size_runs_and_says_so(runs):
+    with open(f'{runs / "resumed3"}.log') as f:
+        log = f.read()
+    assert 'Resuming on 3 processes from a checkpoint written by 2' in log
+    path = runs / 'resumed3' / f'iter_{MAX_ITERS}.pth'
+    assert is_complete_sharded_checkpoint(str(path))
+    assert len([n for n in os.listdir(path) if n.endswith('.distcp')]) == 3
+    assert consolidate_sharded_checkpoint(str(path))['meta']['iter'] == \
+        MAX_ITERS
