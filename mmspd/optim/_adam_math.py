@@ -17,9 +17,27 @@ import torch
 from torch import Tensor
 
 
+def kernel_lr(lr: Union[float, Tensor], kernel: str,
+              steps: List[Union[float, Tensor]]) -> Union[float, Tensor]:
+    """The learning rate as ``kernel`` takes it.
+
+    A 0-d tensor ``lr`` (as ``torch.optim.Adam`` allows, so that a captured
+    CUDA graph follows a schedule that writes into it) stays a tensor for
+    the kernels that compute the step size on the device: ``'triton'``, and
+    ``'foreach'`` with counter tensors (``capturable``). The others take its
+    value: free for a CPU tensor, a device read for an accelerator's.
+    """
+    if not isinstance(lr, Tensor):
+        return lr
+    if kernel == 'triton' or (kernel == 'foreach' and steps
+                              and isinstance(steps[0], Tensor)):
+        return lr
+    return float(lr.detach())
+
+
 def adam_moments_(grad: Tensor, exp_avg: Tensor, exp_avg_sq: Tensor,
                   max_exp_avg_sq: Optional[Tensor], step: float, *,
-                  beta1: float, beta2: float, lr: float, eps: float,
+                  beta1: float, beta2: float, lr: Union[float, Tensor], eps: float,
                   amsgrad: bool) -> Tuple[Tensor, float]:
     """Update one tensor's moments; return ``(denominator, step_size)``."""
     exp_avg.lerp_(grad, 1 - beta1)
@@ -28,6 +46,8 @@ def adam_moments_(grad: Tensor, exp_avg: Tensor, exp_avg_sq: Tensor,
     if amsgrad:
         torch.maximum(max_exp_avg_sq, exp_avg_sq, out=max_exp_avg_sq)
         second = max_exp_avg_sq
+    if isinstance(lr, Tensor):
+        lr = float(lr.detach())
     bias_correction1 = 1 - beta1**step
     bias_correction2_sqrt = math.sqrt(1 - beta2**step)
     denom = (second.sqrt() / bias_correction2_sqrt).add_(eps)
@@ -38,7 +58,7 @@ def adam_moments_foreach_(grads: List[Tensor], exp_avgs: List[Tensor],
                           exp_avg_sqs: List[Tensor],
                           max_exp_avg_sqs: List[Tensor],
                           steps: List[Union[float, Tensor]], *, beta1: float,
-                          beta2: float, lr: float, eps: float,
+                          beta2: float, lr: Union[float, Tensor], eps: float,
                           amsgrad: bool
                           ) -> Tuple[List[Tensor], Optional[List[float]]]:
     """Multi-tensor :func:`adam_moments_` over same-device, same-dtype lists.
@@ -64,6 +84,9 @@ def adam_moments_foreach_(grads: List[Tensor], exp_avgs: List[Tensor],
             steps = [s.to(denoms[0].dtype) for s in steps]
         neg_step_sizes = torch._foreach_pow(beta1, steps)
         torch._foreach_sub_(neg_step_sizes, 1)
+        if isinstance(lr, Tensor):  # read on the device, not the host
+            lr = lr.detach().to(device=denoms[0].device,
+                                dtype=denoms[0].dtype, non_blocking=True)
         torch._foreach_div_(neg_step_sizes, lr)
         torch._foreach_reciprocal_(neg_step_sizes)
         bias2_sqrts = torch._foreach_pow(beta2, steps)
@@ -74,6 +97,8 @@ def adam_moments_foreach_(grads: List[Tensor], exp_avgs: List[Tensor],
         torch._foreach_add_(denoms, eps)
         torch._foreach_div_(denoms, neg_step_sizes)
         return denoms, None
+    if isinstance(lr, Tensor):
+        lr = float(lr.detach())
     torch._foreach_div_(denoms, [math.sqrt(1 - beta2**s) for s in steps])
     torch._foreach_add_(denoms, eps)
     neg_step_sizes = [-lr / (1 - beta1**s) for s in steps]

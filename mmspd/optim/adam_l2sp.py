@@ -9,8 +9,9 @@ from typing import Dict, List, Optional, Union
 import torch
 from torch import Tensor
 
+from . import _triton_kernels
 from ._adam_math import (adam_moments_, adam_moments_foreach_,
-                         adam_update_foreach_)
+                         adam_update_foreach_, kernel_lr)
 from ._grouping import (group_by_device_and_dtype, split_contiguous,
                         split_for_cache)
 from .adam_spd import _scratch_like
@@ -52,8 +53,10 @@ def adam_l2sp(params: List[Tensor], grads: List[Tensor],
               weight_decay: float, eps: float) -> None:
     """Functional AdamL2SP step; arguments as :func:`mmspd.optim.adam_spd`."""
     kernels = dict(loop=_single_tensor_adam_l2sp,
-                   foreach=_multi_tensor_adam_l2sp, fused=_fused_adam_l2sp)
+                   foreach=_multi_tensor_adam_l2sp, fused=_fused_adam_l2sp,
+                   triton=_triton_kernels.adam_l2sp_step)
     run = pick_kernel(kernels, kernel)
+    lr = kernel_lr(lr, kernel, steps)  # a tensor lr: see kernel_lr
     run(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, anchors, steps,
         amsgrad=amsgrad, beta1=beta1, beta2=beta2, lr=lr,
         weight_decay=weight_decay, eps=eps)

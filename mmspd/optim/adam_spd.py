@@ -9,9 +9,9 @@ from typing import Dict, List, Optional, Union
 import torch
 from torch import Tensor
 
-from . import _native
+from . import _native, _triton_kernels
 from ._adam_math import (adam_moments_, adam_moments_foreach_,
-                         adam_update_foreach_)
+                         adam_update_foreach_, kernel_lr)
 from ._grouping import (group_by_device_and_dtype, split_contiguous,
                         split_for_cache)
 from .anchored_adam import AnchoredAdam, GroupTensors, pick_kernel
@@ -114,8 +114,10 @@ def adam_spd(params: List[Tensor], grads: List[Tensor],
     SPD is off and nothing is appended.
     """
     kernels = dict(loop=_single_tensor_adam_spd,
-                   foreach=_multi_tensor_adam_spd, fused=_fused_adam_spd)
+                   foreach=_multi_tensor_adam_spd, fused=_fused_adam_spd,
+                   triton=_triton_kernels.adam_spd_step)
     run = pick_kernel(kernels, kernel)
+    lr = kernel_lr(lr, kernel, steps)  # a tensor lr: see kernel_lr
     run(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, anchors, steps,
         amsgrad=amsgrad, beta1=beta1, beta2=beta2, lr=lr,
         weight_decay=weight_decay, eps=eps, ratios_out=ratios_out)

@@ -62,9 +62,19 @@ def _is_real(value: Any) -> bool:
 def check_hyperparameters(group: Dict[str, Any], where: str) -> None:
     """Raise ``ValueError`` naming the first invalid hyper-parameter."""
     lr = group['lr']
-    if not (_is_real(lr) and math.isfinite(lr) and lr >= 0):
+    if isinstance(lr, Tensor):
+        if lr.dim() != 0 or not lr.is_floating_point():
+            raise ValueError(f'Invalid learning rate lr={lr!r} in {where}: '
+                             f'expected a 0-d floating-point tensor (or a '
+                             f'number)')
+        # read once per group, not per step (a meta tensor has no value)
+        value = 0.0 if lr.is_meta else float(lr.detach())
+        if not (math.isfinite(value) and value >= 0):
+            raise ValueError(f'Invalid learning rate lr={lr!r} in {where}: '
+                             f'expected a finite value >= 0')
+    elif not (_is_real(lr) and math.isfinite(lr) and lr >= 0):
         raise ValueError(f'Invalid learning rate lr={lr!r} in {where}: '
-                         f'expected a finite number >= 0')
+                         f'expected a finite number >= 0 or a 0-d tensor')
     eps = group['eps']
     if not (_is_real(eps) and math.isfinite(eps) and eps > 0):
         raise ValueError(f'Invalid eps={eps!r} in {where}: expected a finite '
@@ -109,10 +119,10 @@ def check_hyperparameters(group: Dict[str, Any], where: str) -> None:
     if capturable and (group['fused'] or group['foreach'] is False):
         chosen = 'fused=True' if group['fused'] else 'foreach=False'
         raise ValueError(f'capturable=True and {chosen} in {where}: a '
-                         f'capturable step runs on the foreach kernel (the '
-                         f'fused CPU kernel and the reference loop keep '
-                         f'step counters on the host); leave fused/foreach '
-                         f'unset')
+                         f'capturable step runs on the foreach kernel, or on '
+                         f'CUDA the Triton kernel (the fused CPU kernel and '
+                         f'the reference loop keep step counters on the '
+                         f'host); leave fused/foreach unset')
 
 
 def fused_available(device: torch.device, dtype: torch.dtype) -> bool:
@@ -134,16 +144,36 @@ def pick_kernel(kernels: Dict[str, Callable], name: str) -> Callable:
 
 
 def select_kernel(group: Dict[str, Any], params: List[Tensor]) -> str:
-    """``'fused'``, ``'foreach'`` or ``'loop'`` for one group's step.
+    """``'triton'``, ``'fused'``, ``'foreach'`` or ``'loop'`` for one
+    group's step.
 
-    ``fused=None`` (default) takes the fused kernel wherever every tensor of
-    the group supports it, unless ``foreach=False`` asks for the loop;
-    ``fused=True`` requires it. ``capturable`` groups take the foreach
+    ``foreach=False`` asks for the loop and ``fused=False`` for the foreach
+    kernel. Otherwise a group whose parameters are all on CUDA takes the
+    Triton kernel (capturable too) where Triton runs, else the foreach
+    kernel; ``fused=True`` requires the Triton kernel there. Other groups
+    take the fused CPU kernel wherever every tensor supports it (required
+    by ``fused=True``), except ``capturable`` ones, which take the foreach
     kernel.
     """
     if group['foreach'] is False:
         return 'loop'
-    if group['fused'] is False or group.get('capturable'):
+    if group['fused'] is False:
+        return 'foreach'
+    devices = {p.device for p in params}
+    if devices and all(device.type == 'cuda' for device in devices):
+        from . import _triton_kernels  # imports no Triton
+        reasons = sorted({
+            reason for reason in map(_triton_kernels.unavailable_reason,
+                                     devices) if reason is not None})
+        if not reasons:
+            return 'triton'
+        if group['fused']:
+            raise RuntimeError(f'fused=True on CUDA asks for mmspd\'s '
+                               f'Triton kernel, which cannot run here '
+                               f'({"; ".join(reasons)}); use fused=None to '
+                               f'fall back to the foreach path')
+        return 'foreach'
+    if group.get('capturable'):
         return 'foreach'
     kinds = {(p.device, p.dtype) for p in params}
     unsupported = sorted(f'{device.type}/{dtype}' for device, dtype in kinds
@@ -152,8 +182,9 @@ def select_kernel(group: Dict[str, Any], params: List[Tensor]) -> str:
     if group['fused'] and not supported:
         raise RuntimeError(f'fused=True but the fused kernel does not serve '
                            f'{", ".join(unsupported)} parameters (it serves '
-                           f'CPU float32/float64/bfloat16); use fused=None '
-                           f'to fall back to the foreach path')
+                           f'CPU float32/float64/bfloat16, and CUDA through '
+                           f'Triton); use fused=None to fall back to the '
+                           f'foreach path')
     return 'fused' if supported else 'foreach'
 
 
@@ -235,6 +266,10 @@ class AnchoredAdam(Optimizer):
         super().__init__(params, defaults)
 
     # ------------------------------------------------------------------ groups
+    # Run eagerly under torch.compile, as torch's own optimizers do: traced,
+    # dynamo's reads of param_groups would write capturable=True into the
+    # real groups of CUDA parameters.
+    @torch._disable_dynamo
     def add_param_group(self, param_group: Dict[str, Any]) -> None:
         """Add a group (as ``torch.optim.Optimizer``) and validate it."""
         super().add_param_group(param_group)
@@ -279,6 +314,7 @@ class AnchoredAdam(Optimizer):
         return count
 
     # -------------------------------------------------------------- state dict
+    @torch._disable_dynamo  # eagerly under torch.compile: see add_param_group
     def load_state_dict(self, state_dict: Dict[str, Any]) -> None:
         """Load as ``torch.optim.Optimizer`` does, after checking anchors.
 

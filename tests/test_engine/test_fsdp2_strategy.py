@@ -3,6 +3,7 @@ with mmengine's FlexibleRunner and a tiny mmpretrain ViT
 (tests/data/configs/tiny_vit_fsdp2.py), against the same config on DDP
 (tiny_vit_ddp.py), and resumed from its sharded checkpoints on 2 and 3
 processes."""
+import json
 import os
 import os.path as osp
 import socket
@@ -15,6 +16,9 @@ import torch
 from mmspd.engine.resume import find_resume_checkpoint
 from mmspd.engine.sharded_checkpoint import (consolidate_sharded_checkpoint,
                                              is_complete_sharded_checkpoint)
+from mmspd.engine.strategies import FSDP2Strategy
+from mmspd.engine.strategies.fsdp2_strategy import (
+    _matching_modules, _type_names, apply_activation_checkpointing)
 from tests.dataset_files import write_custom_classification_set
 from tests.tool_modules import REPO
 
@@ -162,3 +166,110 @@ def test_resume_on_another_world_size_runs_and_says_so(runs):
     assert len([n for n in os.listdir(path) if n.endswith('.distcp')]) == 3
     assert consolidate_sharded_checkpoint(str(path))['meta']['iter'] == \
         MAX_ITERS
+
+
+@pytest.mark.slow
+def test_mixed_precision_and_activation_checkpointing(tmp_path):
+    """bf16 compute with float32 parameters, gradients and optimizer
+    state; checkpointed layers run again in backward and give the same
+    gradients (2 processes, one step of the tiny ViT)."""
+    out = tmp_path / 'seen.json'
+    cmd = [sys.executable, '-m', 'torch.distributed.run',
+           '--nproc_per_node=2', f'--master_port={_free_port()}',
+           osp.join('tests', 'test_engine', 'fsdp2_precision_worker.py'),
+           str(tmp_path), str(out)]
+    proc = subprocess.run(cmd, cwd=REPO, env=_env(), stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout
+    seen = json.loads(out.read_text())
+    fp32 = ['torch.float32']
+    for run in ('plain', 'ac', 'mixed'):
+        assert seen[run]['param_types'] == ['DTensor']
+        assert seen[run]['state_types'] == ['DTensor']
+        assert seen[run]['param_dtypes'] == fp32
+        assert seen[run]['grad_dtypes'] == fp32
+        assert seen[run]['state_dtypes'] == fp32
+    assert seen['plain']['ln1_calls'] == 1
+    assert seen['ac']['ln1_calls'] == 2  # recomputed in backward
+    assert seen['mixed']['ln1_calls'] == 2
+    assert set(seen['plain']['ffn_input_dtypes']) == {'torch.float32'}
+    assert set(seen['mixed']['ffn_input_dtypes']) == {'torch.bfloat16'}
+    assert seen['ac_grad_diff'] == 0.0
+    # bf16 compute: about 1% of the largest gradient, but not nothing
+    print(f'bf16 vs fp32 gradients: max abs difference '
+          f'{seen["mixed_grad_diff"]:.3e} (largest gradient '
+          f'{seen["grad_scale"]:.3e})')
+    assert 0 < seen['mixed_grad_diff'] <= 0.05 * seen['grad_scale']
+
+
+def _strategy(tmp_path, **kwargs):
+    return FSDP2Strategy(work_dir=str(tmp_path),
+                         env_kwargs=dict(launcher='none'), **kwargs)
+
+
+@pytest.mark.parametrize('kwargs, error, match', [
+    (dict(state_dict_type='local'), ValueError, "state_dict_type='local'"),
+    (dict(mixed_precision=dict(param_dtype='bf16')), ValueError,
+     "param_dtype='bf16' is not a floating"),
+    (dict(mixed_precision=dict(compute='bfloat16')), ValueError,
+     r"unknown keys \['compute'\]"),
+    (dict(reshard_after_forward=1), TypeError, 'must be a bool'),
+    (dict(shard_modules=[3]), TypeError, 'module type names'),
+    (dict(model_wrapper=dict(type='MMDistributedDataParallel')), ValueError,
+     'no model_wrapper'),
+])
+def test_bad_strategy_arguments_are_clear_errors(tmp_path, kwargs, error,
+                                                  match):
+    with pytest.raises(error, match=match):
+        _strategy(tmp_path, **kwargs)
+
+
+def test_amp_optim_wrapper_is_refused(tmp_path):
+    strategy = _strategy(tmp_path)
+    with pytest.raises(ValueError, match='does not take AmpOptimWrapper'):
+        strategy.build_optim_wrapper(
+            dict(type='AmpOptimWrapper', optimizer=dict(type='AdamW')),
+            torch.nn.Linear(2, 2))
+
+
+def test_a_single_process_is_a_clear_error(tmp_path):
+    strategy = _strategy(tmp_path)
+    with pytest.raises(RuntimeError, match='needs a distributed launch'):
+        strategy._wrap_model(torch.nn.Linear(2, 2))
+
+
+def test_module_types_are_matched_by_name_and_a_typo_is_an_error():
+    from mmpretrain.models.backbones.vision_transformer import \
+        TransformerEncoderLayer
+    model = torch.nn.Sequential(
+        TransformerEncoderLayer(8, 2, 16), torch.nn.Linear(8, 8),
+        TransformerEncoderLayer(8, 2, 16))
+    names = _type_names(['mmpretrain.TransformerEncoderLayer'], 'key')
+    assert names == ['TransformerEncoderLayer']
+    assert _type_names(TransformerEncoderLayer, 'key') == names
+    found = _matching_modules(model, names, 'shard_modules')
+    assert found == [model[2], model[0]]  # innermost / last first
+    with pytest.raises(ValueError, match=r"names \['SwinBlock'\], but the "
+                       'model has no module of that type'):
+        _matching_modules(model, ['SwinBlock'], 'shard_modules')
+
+
+def test_activation_checkpointing_recomputes_and_keeps_gradients():
+    from mmpretrain.models.backbones.vision_transformer import \
+        TransformerEncoderLayer
+    torch.manual_seed(0)
+    layer = TransformerEncoderLayer(8, 2, 16)
+    x = torch.randn(2, 5, 8)
+    layer(x).square().sum().backward()
+    expected = {n: p.grad.clone() for n, p in layer.named_parameters()}
+    layer.zero_grad()
+    calls = []
+    layer.ln1.register_forward_hook(lambda *_: calls.append(1))
+    apply_activation_checkpointing([layer])
+    layer(x).square().sum().backward()
+    assert len(calls) == 2
+    for n, p in layer.named_parameters():
+        assert torch.equal(p.grad, expected[n]), n
+    with torch.no_grad():
+        layer(x)
+    assert len(calls) == 3  # no recomputation without gradients

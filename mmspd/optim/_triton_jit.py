@@ -1,0 +1,166 @@
+"""The Triton programs behind :mod:`mmspd.optim._triton_kernels`.
+
+Importing this module imports Triton and compiles nothing: the programs are
+built per signature at their first launch. Whether they run compiled (CUDA)
+or in Triton's interpreter (CPU tensors, ``TRITON_INTERPRET=1``) is decided
+by Triton when this module is imported, so it is imported lazily, by
+:func:`mmspd.optim._triton_kernels.jit_module` only.
+
+Every program walks a *chunk table*: chunk ``c`` covers elements
+``[start[c], start[c] + CHUNK)`` (clipped to the tensor) of tensor
+``tensor[c]``, whose addresses are read from an int64 *pointer table* (one
+row per role: parameter, gradient, first moment, second moment, running
+maximum of the second moment, anchor). Arithmetic is float32 whatever the
+storage dtype.
+"""
+import triton
+import triton.language as tl
+
+#: rows of the pointer table
+PARAM, GRAD, EXP_AVG, EXP_AVG_SQ, MAX_EXP_AVG_SQ, ANCHOR = range(6)
+
+
+@triton.jit
+def _address(pointers, row, index, n_tensors, dtype: tl.constexpr):
+    """The address of role ``row`` of tensor ``index``, typed ``dtype``."""
+    address = tl.load(pointers + row * n_tensors + index)
+    return address.to(tl.pointer_type(dtype), bitcast=True)
+
+
+@triton.jit
+def adam_chunk_kernel(
+        pointers, chunk_tensor, chunk_start, numels, scalars, partials,
+        n_tensors, step_size, bias2_sqrt, weight1, beta2, weight2, eps, pull,
+        P_DTYPE: tl.constexpr, A_DTYPE: tl.constexpr,
+        HAS_ANCHOR: tl.constexpr, AMSGRAD: tl.constexpr,
+        PER_TENSOR_SCALARS: tl.constexpr, PULL: tl.constexpr,
+        SUMS: tl.constexpr, BLOCK: tl.constexpr,
+        BLOCKS_PER_CHUNK: tl.constexpr):
+    """One chunk of Adam's step, optionally with L2-SP's pull and SPD's sums.
+
+    ``g' = g + pull * (p - a)`` when ``PULL``; Adam's moments on ``g'``
+    (``weight1 = 1 - beta1``, ``weight2 = 1 - beta2``, rounded once on the
+    host);
+    ``q = p - step_size * m / (sqrt(v) / bias2_sqrt + eps)`` stored into
+    ``p``. ``step_size`` and ``bias2_sqrt`` are the scalar arguments, or
+    per tensor ``scalars[t, 0]`` and ``scalars[t, 1]`` when
+    ``PER_TENSOR_SCALARS``. With ``SUMS`` the chunk's ``g.(p - a)``,
+    ``|p - a|^2`` and ``|q - a|^2`` (``q`` as stored) go to
+    ``partials[c, 0:3]``, each summed over the chunk in a fixed order.
+    """
+    chunk = tl.program_id(0)
+    t = tl.load(chunk_tensor + chunk)
+    start = tl.load(chunk_start + chunk)
+    numel = tl.load(numels + t)
+    p_ptr = _address(pointers, 0, t, n_tensors, P_DTYPE)
+    g_ptr = _address(pointers, 1, t, n_tensors, P_DTYPE)
+    m_ptr = _address(pointers, 2, t, n_tensors, P_DTYPE)
+    v_ptr = _address(pointers, 3, t, n_tensors, P_DTYPE)
+    if PER_TENSOR_SCALARS:
+        step_size = tl.load(scalars + 2 * t)
+        bias2_sqrt = tl.load(scalars + 2 * t + 1)
+    dot = tl.zeros([BLOCK], dtype=tl.float32)
+    dev2 = tl.zeros([BLOCK], dtype=tl.float32)
+    prop2 = tl.zeros([BLOCK], dtype=tl.float32)
+    n_blocks = tl.minimum(tl.cdiv(numel - start, BLOCK), BLOCKS_PER_CHUNK)
+    for b in range(0, n_blocks):
+        offsets = start + b * BLOCK + tl.arange(0, BLOCK)
+        mask = offsets < numel
+        p = tl.load(p_ptr + offsets, mask=mask, other=0.0).to(tl.float32)
+        g = tl.load(g_ptr + offsets, mask=mask, other=0.0).to(tl.float32)
+        m = tl.load(m_ptr + offsets, mask=mask, other=0.0).to(tl.float32)
+        v = tl.load(v_ptr + offsets, mask=mask, other=0.0).to(tl.float32)
+        if HAS_ANCHOR:
+            a_ptr = _address(pointers, 5, t, n_tensors, A_DTYPE)
+            a = tl.load(a_ptr + offsets, mask=mask, other=0.0).to(tl.float32)
+            deviation = p - a
+        else:
+            deviation = p
+        if PULL:
+            g = g + pull * deviation
+        # torch's lerp(m, g, weight1), as it rounds on either side of 0.5
+        if weight1 < 0.5:
+            m = m + weight1 * (g - m)
+        else:
+            m = g - (g - m) * (1.0 - weight1)
+        v = v * beta2 + weight2 * g * g
+        tl.store(m_ptr + offsets, m.to(P_DTYPE), mask=mask)
+        tl.store(v_ptr + offsets, v.to(P_DTYPE), mask=mask)
+        m = m.to(P_DTYPE).to(tl.float32)
+        second = v.to(P_DTYPE).to(tl.float32)
+        if AMSGRAD:
+            vmax_ptr = _address(pointers, 4, t, n_tensors, P_DTYPE)
+            vmax = tl.load(vmax_ptr + offsets, mask=mask,
+                           other=0.0).to(tl.float32)
+            second = tl.maximum(vmax, second)
+            tl.store(vmax_ptr + offsets, second.to(P_DTYPE), mask=mask)
+        denom = tl.sqrt(second) / bias2_sqrt + eps
+        q = (p - step_size * (m / denom)).to(P_DTYPE)
+        tl.store(p_ptr + offsets, q, mask=mask)
+        if SUMS:
+            dot += g * deviation
+            dev2 += deviation * deviation
+            if HAS_ANCHOR:
+                proposal = q.to(tl.float32) - a
+            else:
+                proposal = q.to(tl.float32)
+            prop2 += proposal * proposal
+    if SUMS:
+        tl.store(partials + 3 * chunk, tl.sum(dot, axis=0))
+        tl.store(partials + 3 * chunk + 1, tl.sum(dev2, axis=0))
+        tl.store(partials + 3 * chunk + 2, tl.sum(prop2, axis=0))
+
+
+@triton.jit
+def sum_partials_kernel(partials, first_chunk, sums, RBLOCK: tl.constexpr):
+    """``sums[t] = sum of partials[first_chunk[t]:first_chunk[t + 1]]``
+    (three columns), in float64 and in a fixed order."""
+    t = tl.program_id(0)
+    begin = tl.load(first_chunk + t)
+    end = tl.load(first_chunk + t + 1)
+    acc0 = tl.zeros([RBLOCK], dtype=tl.float64)
+    acc1 = tl.zeros([RBLOCK], dtype=tl.float64)
+    acc2 = tl.zeros([RBLOCK], dtype=tl.float64)
+    for c0 in range(begin, end, RBLOCK):
+        rows = c0 + tl.arange(0, RBLOCK)
+        mask = rows < end
+        acc0 += tl.load(partials + 3 * rows, mask=mask,
+                        other=0.0).to(tl.float64)
+        acc1 += tl.load(partials + 3 * rows + 1, mask=mask,
+                        other=0.0).to(tl.float64)
+        acc2 += tl.load(partials + 3 * rows + 2, mask=mask,
+                        other=0.0).to(tl.float64)
+    tl.store(sums + 3 * t, tl.sum(acc0, axis=0).to(tl.float32))
+    tl.store(sums + 3 * t + 1, tl.sum(acc1, axis=0).to(tl.float32))
+    tl.store(sums + 3 * t + 2, tl.sum(acc2, axis=0).to(tl.float32))
+
+
+@triton.jit
+def project_chunk_kernel(pointers, chunk_tensor, chunk_start, numels, keeps,
+                         n_tensors, P_DTYPE: tl.constexpr,
+                         A_DTYPE: tl.constexpr, HAS_ANCHOR: tl.constexpr,
+                         BLOCK: tl.constexpr, BLOCKS_PER_CHUNK: tl.constexpr):
+    """``p = a + keep[t] * (p - a)`` over one chunk; nothing is read or
+    written beyond ``keep`` where ``keep == 1``."""
+    chunk = tl.program_id(0)
+    t = tl.load(chunk_tensor + chunk)
+    keep = tl.load(keeps + t).to(tl.float32)
+    if keep != 1.0:
+        start = tl.load(chunk_start + chunk)
+        numel = tl.load(numels + t)
+        p_ptr = _address(pointers, 0, t, n_tensors, P_DTYPE)
+        n_blocks = tl.minimum(tl.cdiv(numel - start, BLOCK),
+                              BLOCKS_PER_CHUNK)
+        for b in range(0, n_blocks):
+            offsets = start + b * BLOCK + tl.arange(0, BLOCK)
+            mask = offsets < numel
+            p = tl.load(p_ptr + offsets, mask=mask,
+                        other=0.0).to(tl.float32)
+            if HAS_ANCHOR:
+                a_ptr = _address(pointers, 5, t, n_tensors, A_DTYPE)
+                a = tl.load(a_ptr + offsets, mask=mask,
+                            other=0.0).to(tl.float32)
+                p = a + keep * (p - a)
+            else:
+                p = keep * p
+            tl.store(p_ptr + offsets, p.to(P_DTYPE), mask=mask)

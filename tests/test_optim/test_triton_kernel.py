@@ -1,0 +1,111 @@
+"""The Triton kernel where it does not run, and on CUDA where it does.
+
+Its arithmetic is tested on CPU tensors through Triton's interpreter
+(``test_triton_interpreted.py``); the CUDA tests here skip without a GPU.
+"""
+import os
+
+import pytest
+import torch
+
+from mmspd.optim import AdamL2SP, AdamSPD, _triton_kernels, adam_spd
+from mmspd.optim.anchored_adam import select_kernel
+from tests.optim_helpers import (SHAPES, gradient_stream, make_params,
+                                 step_in_lockstep)
+
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(),
+                                reason='needs CUDA')
+
+
+def _one_tensor_lists(device='cpu'):
+    p = torch.zeros(3, device=device)
+    return ([p], [torch.ones(3, device=device)], [torch.zeros_like(p)],
+            [torch.zeros_like(p)], None, [p.clone()], [1.0])
+
+
+@pytest.mark.skipif(os.environ.get('TRITON_INTERPRET') == '1',
+                    reason='checks the error of a compiling (not '
+                    'interpreting) process')
+def test_triton_on_cpu_tensors_is_a_clear_error():
+    with pytest.raises(RuntimeError) as info:
+        adam_spd(*_one_tensor_lists(), kernel='triton', amsgrad=False,
+                 beta1=0.9, beta2=0.999, lr=0.1, weight_decay=1.0, eps=1e-8)
+    message = str(info.value)
+    assert "kernel='triton' cannot step cpu tensors" in message
+    assert 'TRITON_INTERPRET=1' in message or 'Triton cannot be imported' \
+        in message
+    assert 'foreach' in message
+
+
+def test_meta_tensors_are_not_served():
+    reason = _triton_kernels.unavailable_reason(torch.device('meta'))
+    assert reason is not None and ('meta' in reason or 'Triton' in reason)
+
+
+def test_cpu_groups_keep_their_kernels():
+    params = make_params(torch.float32)
+    base = dict(foreach=None, fused=None, capturable=False)
+    assert select_kernel(base, params) == 'fused'
+    assert select_kernel(dict(base, capturable=True), params) == 'foreach'
+    assert select_kernel(dict(base, fused=False), params) == 'foreach'
+    assert select_kernel(dict(base, foreach=False), params) == 'loop'
+
+
+@needs_cuda
+@pytest.mark.parametrize('capturable', [False, True])
+def test_cuda_groups_take_the_triton_kernel(capturable):
+    params = [p.detach().cuda() for p in make_params(torch.float32)]
+    group = dict(foreach=None, fused=None, capturable=capturable)
+    if _triton_kernels.available(torch.device('cuda')):
+        assert select_kernel(group, params) == 'triton'
+        assert select_kernel(dict(group, fused=True), params) == 'triton'
+    else:
+        assert select_kernel(group, params) == 'foreach'
+        with pytest.raises(RuntimeError, match='Triton kernel'):
+            select_kernel(dict(group, fused=True), params)
+
+
+@needs_cuda
+@pytest.mark.parametrize('cls', [AdamSPD, AdamL2SP])
+@pytest.mark.parametrize('dtype', [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize('anchor', ['init', 'zero'])
+def test_cuda_triton_steps_match_the_loop(cls, dtype, anchor):
+    if not _triton_kernels.available(torch.device('cuda')):
+        pytest.skip(_triton_kernels.unavailable_reason(torch.device('cuda')))
+    runs = []
+    for kernel in (dict(foreach=False), dict()):
+        params = [torch.nn.Parameter(p.detach().to('cuda', dtype))
+                  for p in make_params(torch.float32)]
+        runs.append((params, cls(params, lr=0.05, weight_decay=0.8,
+                                 amsgrad=True, anchor=anchor, **kernel)))
+    stream = [[None if g is None else g.cuda() for g in grads]
+              for grads in gradient_stream(steps=20, dtype=torch.float32)]
+    step_in_lockstep(runs, stream)
+    tol = 1e-5 if dtype == torch.float32 else 4e-2
+    for a, b in zip(runs[0][0], runs[1][0]):
+        torch.testing.assert_close(a.float(), b.float(), rtol=0, atol=tol)
+
+
+@needs_cuda
+def test_cuda_triton_sums_repeat_bit_for_bit():
+    if not _triton_kernels.available(torch.device('cuda')):
+        pytest.skip(_triton_kernels.unavailable_reason(torch.device('cuda')))
+    g = torch.Generator(device='cuda').manual_seed(0)
+    shapes = SHAPES + [(3000, 700)]  # several chunks of the default size
+
+    def lists():
+        def rand(s):
+            return torch.randn(s, generator=g, device='cuda')
+        params = [rand(s) for s in shapes]
+        return (params, [rand(s) for s in shapes],
+                [rand(s) * 0.1 for s in shapes],
+                [rand(s).abs() for s in shapes], None,
+                [p + rand(p.shape) for p in params], [3.0] * len(shapes))
+
+    first = lists()
+    second = tuple([t.clone() for t in x] if isinstance(x, list) and
+                   isinstance(x[0], torch.Tensor) else x for x in first)
+    sums = [_triton_kernels.propose(*run, beta1=0.9, beta2=0.999, lr=1e-3,
+                                    eps=1e-8, amsgrad=False)
+            for run in (first, second)]
+    assert torch.equal(sums[0], sums[1])
