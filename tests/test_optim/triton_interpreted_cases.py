@@ -72,7 +72,7 @@ def test_adam_spd_matches_float64_reference(on_triton, anchor, amsgrad):
                            amsgrad=amsgrad, zero_anchor=anchor == 'zero')
     opt = AdamSPD(params, lr=0.05, weight_decay=0.8, anchor=anchor,
                   amsgrad=amsgrad)
-    for grads in gradient_stream(steps=9):
+    for grads in gradient_stream(steps=7):
         apply_grads(params, grads)
         opt.step()
         ref.step(grads)
@@ -96,7 +96,7 @@ def test_adam_l2sp_matches_float64_reference(on_triton, anchor, amsgrad):
     plain = ReferenceAdamL2SP(params, lr=0.05, amsgrad=amsgrad)
     opt = AdamL2SP(params, lr=0.05, weight_decay=0.5, anchor=anchor,
                    amsgrad=amsgrad)
-    for grads in gradient_stream(steps=10):
+    for grads in gradient_stream(steps=6):
         apply_grads(params, grads)
         opt.step()
         ref.step(grads)
@@ -145,7 +145,7 @@ def test_bfloat16_anchors_of_float32_parameters(on_triton):
     ref = ReferenceAdamSPD(params, lr=0.05, weight_decay=0.8,
                            anchor_dtype=torch.bfloat16)
     opt = AdamSPD(params, lr=0.05, weight_decay=0.8, anchor_dtype='bfloat16')
-    for grads in gradient_stream(steps=8):
+    for grads in gradient_stream(steps=6):
         apply_grads(params, grads)
         opt.step()
         ref.step(grads)
