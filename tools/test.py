@@ -14,6 +14,7 @@ from mmengine.config import DictAction
 import mmspd  # noqa: F401  (registers optimizers, constructor, hooks)
 from mmspd.engine.launch import (LAUNCHERS, build_runner, configure_launch,
                                  finish_launch, load_config)
+from mmspd.engine.sharded_checkpoint import is_sharded_checkpoint
 
 
 def parse_args(argv=None):
@@ -33,7 +34,9 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    if not osp.isfile(args.checkpoint):
+    # a file, or the directory of a sharded (FSDP2Strategy) checkpoint
+    if not (osp.isfile(args.checkpoint)
+            or is_sharded_checkpoint(args.checkpoint)):
         raise FileNotFoundError(f'checkpoint {args.checkpoint!r} does not '
                                 f'exist')
     cfg = load_config(args.config, args.cfg_options, args.work_dir)

@@ -20,7 +20,9 @@ from tests.tool_modules import REPO
 
 WORKER = osp.join(REPO, 'tests', 'test_engine', 'fsdp2_checkpoint_worker.py')
 #: every optimizer the sharded checkpoints are tested with
-OPTIMIZERS = ('AdamW', )
+OPTIMIZERS = ('AdamSPD', 'AdamL2SP', 'AdamW')
+#: those that keep an anchor per parameter in their state
+ANCHORED = ('AdamSPD', 'AdamL2SP')
 
 
 def _free_port() -> int:
@@ -126,6 +128,21 @@ def test_consolidated_checkpoint_resumes_in_one_process(runs, name):
     print(f'{name}: one process from the consolidated checkpoint vs '
           f'2-process run: {diff:.3e} (update {update:.3e})')
     assert diff <= 1e-6 * update
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('name', ANCHORED)
+def test_anchors_are_saved_and_resharded(runs, name):
+    """Every parameter's anchor (captured lazily at the first step from
+    the sharded parameter) is in the checkpoint: the initial weights,
+    exactly, before and after loading on 3 processes."""
+    initial = list(worker.build_model().parameters())
+    for ckpt in (f'step_{worker.SAVE_AT}', 'loaded_3',
+                 f'final_start{worker.SAVE_AT}_3'):
+        state = _consolidated(runs / name / ckpt)['optimizer']['state']
+        assert sorted(state) == list(range(len(initial)))
+        for i, p in enumerate(initial):
+            assert torch.equal(state[i]['anchor'], p.detach()), (ckpt, i)
 
 
 @pytest.mark.slow

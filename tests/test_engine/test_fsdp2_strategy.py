@@ -6,6 +6,7 @@ processes."""
 import json
 import os
 import os.path as osp
+import re
 import socket
 import subprocess
 import sys
@@ -273,3 +274,68 @@ def test_activation_checkpointing_recomputes_and_keeps_gradients():
     with torch.no_grad():
         layer(x)
     assert len(calls) == 3  # no recomputation without gradients
+
+
+def test_the_vit_l14_domainnet_config_shards_every_layer():
+    """configs/domainnet_clip-vit-l14_spd_fsdp2.py: CLIP ViT-L/14 sizes,
+    AdamSPD, and an FSDP2 strategy whose module types are in the model
+    (built on the meta device: no memory, no weights)."""
+    from mmengine.config import Config
+    from mmengine.registry import DefaultScope, MODELS
+
+    import mmspd.classification  # noqa: F401
+    cfg = Config.fromfile(osp.join(REPO, 'configs',
+                                   'domainnet_clip-vit-l14_spd_fsdp2.py'))
+    assert cfg.runner_type == 'FlexibleRunner'
+    assert cfg.optim_wrapper.optimizer.type == 'AdamSPD'
+    assert cfg.model.backbone.init_cfg.checkpoint == \
+        'checkpoints/clip-vit-large-p14_openai.pth'
+    strategy = cfg.strategy
+    assert strategy.type == 'FSDP2Strategy'
+    assert strategy.mixed_precision == dict(param_dtype='bfloat16',
+                                            reduce_dtype='float32')
+    with DefaultScope.overwrite_default_scope('mmpretrain'), \
+            torch.device('meta'):
+        model = MODELS.build(cfg.model)
+    backbone = sum(p.numel() for p in model.backbone.parameters())
+    assert backbone == 303_179_776  # ViT-L/14 at 224 px
+    assert model.backbone.patch_embed.projection.kernel_size == (14, 14)
+    assert model.head.layers.head.in_features == 1024
+    units = _matching_modules(model, strategy.shard_modules, 'shard_modules')
+    assert len(units) == 24
+    checkpointed = _matching_modules(model, strategy.activation_checkpointing,
+                                     'activation_checkpointing')
+    assert len(checkpointed) == 24
+
+
+def _top1(log: str) -> float:
+    values = re.findall(r'accuracy/top1: ([0-9.]+)', log)
+    assert values, log
+    return float(values[-1])
+
+
+@pytest.mark.slow
+def test_test_tool_evaluates_a_sharded_checkpoint(runs, tmp_path):
+    """tools/dist_test.sh on the FSDP2 run's checkpoint directory (2
+    processes) gives the DDP checkpoint's accuracy (tools/test.py, one
+    process): the two hold the same weights."""
+    data = f'test_dataloader.dataset.data_root={runs / "data"}'
+    sharded = subprocess.run(
+        ['bash', osp.join('tools', 'dist_test.sh'),
+         osp.join(CONFIGS, 'tiny_vit_fsdp2.py'),
+         str(runs / 'fsdp2' / f'iter_{MAX_ITERS}.pth'), '2', '--work-dir',
+         str(tmp_path / 'sharded'), '--cfg-options', data,
+         # StrictLoadingHook reads checkpoint files only
+         'strict_loading.load_from=False'],
+        cwd=REPO, env=_env(PORT=str(_free_port())), stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT, text=True, timeout=300)
+    assert sharded.returncode == 0, sharded.stdout
+    single = subprocess.run(
+        [sys.executable, osp.join('tools', 'test.py'),
+         osp.join(CONFIGS, 'tiny_vit_ddp.py'),
+         str(runs / 'ddp' / f'iter_{MAX_ITERS}.pth'), '--work-dir',
+         str(tmp_path / 'single'), '--cfg-options', data],
+        cwd=REPO, env=_env(), stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT, text=True, timeout=300)
+    assert single.returncode == 0, single.stdout
+    assert _top1(sharded.stdout) == _top1(single.stdout)
