@@ -155,15 +155,17 @@ def _device_table(key: tuple, values: Sequence[int],
 
 def _address_table(device: torch.device,
                    rows: Sequence[Optional[Sequence[Tensor]]],
-                   n: int) -> Tensor:
+                   n: int) -> Tuple[Tensor, bool]:
     """[6, n] int64 addresses, one row per role of :mod:`_triton_jit`
-    (a missing role's row is zeros)."""
+    (a missing role's row is zeros), and whether all are multiples of 16
+    bytes (then whole blocks move in vectors)."""
     addresses = []
     for row in rows:
         addresses.extend([0] * n if row is None else
-                         [t.data_ptr() for t in row])
+                         list(map(Tensor.data_ptr, row)))
+    aligned = not any(address & 15 for address in addresses)
     return _device_table(('addresses', device, n, *addresses), addresses,
-                         device)
+                         device), aligned
 
 
 def _chunk_table(device: torch.device, numels: Sequence[int],
@@ -282,7 +284,7 @@ def _adam_pass(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs,
     chunk = BLOCK_SIZE * BLOCKS_PER_CHUNK
     chunk_tensor, chunk_start, numels, first_chunk, n_chunks = _chunk_table(
         device, [p.numel() for p in params], chunk)
-    addresses = _address_table(
+    addresses, aligned = _address_table(
         device, [params, grads, exp_avgs, exp_avg_sqs,
                  max_exp_avg_sqs if amsgrad else None, anchors], n)
     step_size, bias2_sqrt, scalars = _step_scalars(steps, lr, beta1, beta2,
@@ -300,8 +302,8 @@ def _adam_pass(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs,
             P_DTYPE=p_dtype, A_DTYPE=a_dtype,
             HAS_ANCHOR=anchors is not None, AMSGRAD=bool(amsgrad),
             PER_TENSOR_SCALARS=scalars is not None, PULL=pull != 0,
-            SUMS=sums, BLOCK=BLOCK_SIZE, BLOCKS_PER_CHUNK=BLOCKS_PER_CHUNK,
-            num_warps=NUM_WARPS)
+            SUMS=sums, ALIGNED=aligned, BLOCK=BLOCK_SIZE,
+            BLOCKS_PER_CHUNK=BLOCKS_PER_CHUNK, num_warps=NUM_WARPS)
     if not sums:
         return None
     if n_chunks == n and all(0 < p.numel() <= chunk for p in params):
@@ -354,15 +356,16 @@ def project(params: List[Tensor], anchors: Optional[List[Tensor]],
         device, [p.numel() for p in params], chunk)
     if not n_chunks:
         return
-    addresses = _address_table(device,
-                               [params, None, None, None, None, anchors], n)
+    addresses, aligned = _address_table(
+        device, [params, None, None, None, None, anchors], n)
     p_dtype = _triton_dtype(params[0].dtype)
     a_dtype = p_dtype if anchors is None else _triton_dtype(anchors[0].dtype)
     jit_module().project_chunk_kernel[(n_chunks, )](
         addresses, chunk_tensor, chunk_start, numels,
         keeps.detach().float().contiguous(), n, P_DTYPE=p_dtype,
-        A_DTYPE=a_dtype, HAS_ANCHOR=anchors is not None, BLOCK=BLOCK_SIZE,
-        BLOCKS_PER_CHUNK=BLOCKS_PER_CHUNK, num_warps=NUM_WARPS)
+        A_DTYPE=a_dtype, HAS_ANCHOR=anchors is not None, ALIGNED=aligned,
+        BLOCK=BLOCK_SIZE, BLOCKS_PER_CHUNK=BLOCKS_PER_CHUNK,
+        num_warps=NUM_WARPS)
 
 
 def adam_with_pull(params: List[Tensor], grads: List[Tensor],

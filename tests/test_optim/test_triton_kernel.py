@@ -109,3 +109,58 @@ def test_cuda_triton_sums_repeat_bit_for_bit():
                                     eps=1e-8, amsgrad=False)
             for run in (first, second)]
     assert torch.equal(sums[0], sums[1])
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(os.environ.get('TRITON_INTERPRET') == '1',
+                    reason='compiles, does not interpret')
+@pytest.mark.parametrize('dtype,anchor_dtype,per_vector', [
+    ('float32', 'float32', 4),    # 4 floats in 16 bytes
+    ('bfloat16', 'bfloat16', 8),
+])
+def test_programs_compile_for_hopper_with_vector_loads(dtype, anchor_dtype,
+                                                       per_vector):
+    # No GPU needed: Triton compiles for a named target (PTX, then ptxas).
+    # Whole blocks of aligned tensors must move in 16-byte vectors (the
+    # kernel is memory-bound): one ld.global.v4 per 16 bytes of each of the
+    # tensors read (p, g, m, v, max v, anchor), one st per tensor written.
+    triton = pytest.importorskip('triton')
+    import inspect
+
+    import triton.language as tl
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import ASTSource
+    jit = _triton_kernels.jit_module()
+    target = GPUTarget('cuda', 90, 32)
+    block, warps = 1024, 4
+    vectors = block // (32 * warps) // per_vector  # per thread and tensor
+
+    def ptx(kernel, signature, constexprs):
+        names = list(inspect.signature(kernel.fn).parameters)
+        signature = dict(signature, **{k: 'constexpr' for k in constexprs})
+        source = ASTSource(fn=kernel, signature=signature, constexprs={
+            (names.index(k), ): v for k, v in constexprs.items()})
+        return triton.compile(source, target=target, options=dict(
+            num_warps=warps)).asm['ptx']
+
+    tables = {name: '*i64' for name in ('pointers', 'chunk_tensor',
+                                        'chunk_start', 'numels')}
+    adam = ptx(jit.adam_chunk_kernel, dict(
+        tables, scalars='*fp32', partials='*fp32', n_tensors='i32',
+        **{k: 'fp32' for k in ('step_size', 'bias2_sqrt', 'weight1',
+                               'beta2', 'weight2', 'eps', 'pull')}),
+        dict(P_DTYPE=getattr(tl, dtype), A_DTYPE=getattr(tl, anchor_dtype),
+             HAS_ANCHOR=True, AMSGRAD=True, PER_TENSOR_SCALARS=False,
+             PULL=False, SUMS=True, ALIGNED=True, BLOCK=block,
+             BLOCKS_PER_CHUNK=16))
+    assert adam.count('ld.global.v4') == 6 * vectors
+    assert adam.count('st.global.v4') == 4 * vectors  # p, m, v, max v
+    project = ptx(jit.project_chunk_kernel,
+                  dict(tables, keeps='*fp32', n_tensors='i32'),
+                  dict(P_DTYPE=getattr(tl, dtype),
+                       A_DTYPE=getattr(tl, anchor_dtype), HAS_ANCHOR=True,
+                       ALIGNED=True, BLOCK=block, BLOCKS_PER_CHUNK=16))
+    assert project.count('ld.global.v4') == 2 * vectors
+    ptx(jit.sum_partials_kernel,
+        dict(partials='*fp32', first_chunk='*i64', sums='*fp32'),
+        dict(RBLOCK=_triton_kernels.REDUCE_BLOCK))

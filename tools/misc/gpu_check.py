@@ -319,7 +319,7 @@ def amp() -> Dict:
             loss = torch.nn.functional.cross_entropy(model_bf16(x), y)
         loss.backward()
         opt.step()
-        losses.append(float(loss))
+        losses.append(float(loss.detach()))
     out['bf16_autocast'] = dict(first_loss=losses[0], last_loss=losses[-1],
                                 trains=losses[-1] < 0.5 * losses[0])
     return out
