@@ -128,8 +128,8 @@ def check_hyperparameters(group: Dict[str, Any], where: str) -> None:
 def fused_available(device: torch.device, dtype: torch.dtype) -> bool:
     """Whether the fused kernel serves tensors of this device and dtype.
 
-    It is built on torch's fused Adam kernel on the CPU; on accelerators the
-    multi-tensor (foreach) path is used.
+    It is built on torch's fused Adam kernel on the CPU; CUDA groups take
+    the Triton kernel instead (:func:`select_kernel`).
     """
     return (device.type == 'cpu' and hasattr(torch, '_fused_adam_')
             and dtype in (torch.float32, torch.float64, torch.bfloat16))
@@ -212,7 +212,10 @@ class AnchoredAdam(Optimizer):
 
     Args:
         params: parameters or parameter-group dicts.
-        lr: learning rate (>= 0).
+        lr: learning rate (>= 0): a number, or a 0-d tensor (as
+            ``torch.optim.Adam``) that capturable steps and the CUDA kernel
+            read on the device, so a captured CUDA graph follows values
+            written into it.
         betas: Adam's moment coefficients, each in [0, 1).
         eps: term added to the denominator (> 0).
         weight_decay: strength of the pull toward the anchor (>= 0); its
@@ -228,14 +231,15 @@ class AnchoredAdam(Optimizer):
             error at the first step: it would cost memory for nothing).
         foreach: ``False`` selects the per-tensor reference loop.
         fused: ``None`` (default) uses the fused kernel where it serves the
-            tensors (CPU) and the multi-tensor ``torch._foreach_*`` path
-            elsewhere; ``True`` requires the fused kernel, ``False`` forbids
-            it. All paths give the same numbers (to float32 rounding).
+            tensors (CPU: mmspd's compiled kernel; CUDA: its Triton kernel)
+            and the multi-tensor ``torch._foreach_*`` path elsewhere;
+            ``True`` requires the fused kernel, ``False`` forbids it. All
+            paths give the same numbers (to float32 rounding).
         capturable: keep each step counter as a tensor on its parameter's
             device and compute the bias corrections there (as
             ``torch.optim.Adam(capturable=True)``), so that a step can be
-            captured in a CUDA graph and replayed; runs the foreach kernel.
-            The learning rate stays a Python number, fixed at capture.
+            captured in a CUDA graph and replayed; runs the Triton kernel
+            on CUDA, the foreach kernel elsewhere.
             Without it the counters live on the host (no device reads
             either way: a step never synchronises).
 
