@@ -37,8 +37,8 @@ def kernel_lr(lr: Union[float, Tensor], kernel: str,
 
 def adam_moments_(grad: Tensor, exp_avg: Tensor, exp_avg_sq: Tensor,
                   max_exp_avg_sq: Optional[Tensor], step: float, *,
-                  beta1: float, beta2: float, lr: Union[float, Tensor], eps: float,
-                  amsgrad: bool) -> Tuple[Tensor, float]:
+                  beta1: float, beta2: float, lr: Union[float, Tensor],
+                  eps: float, amsgrad: bool) -> Tuple[Tensor, float]:
     """Update one tensor's moments; return ``(denominator, step_size)``."""
     exp_avg.lerp_(grad, 1 - beta1)
     exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)

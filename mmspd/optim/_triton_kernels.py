@@ -25,6 +25,7 @@ be a number or a 0-d tensor. On the CPU the programs run only in Triton's
 interpreter (``TRITON_INTERPRET=1`` set before the first launch), which is
 how they are tested without a GPU.
 """
+import contextlib
 import functools
 import importlib
 import math
@@ -268,6 +269,13 @@ def _triton_dtype(dtype: torch.dtype):
 
 
 # ----------------------------------------------------------------- launches
+def _launching_on(device: torch.device):
+    """Triton launches on the current CUDA device: make it ``device``."""
+    if device.type == 'cuda':
+        return torch.cuda.device(device)
+    return contextlib.nullcontext()
+
+
 def _adam_pass(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs,
                anchors, steps, *, beta1, beta2, lr, eps, amsgrad,
                pull: float, sums: bool) -> Optional[Tensor]:
@@ -294,23 +302,25 @@ def _adam_pass(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs,
     p_dtype = _triton_dtype(params[0].dtype)
     a_dtype = p_dtype if anchors is None else _triton_dtype(anchors[0].dtype)
     if n_chunks:
-        jit.adam_chunk_kernel[(n_chunks, )](
-            addresses, chunk_tensor, chunk_start, numels,
-            partials if scalars is None else scalars, partials, n,
-            float(step_size), float(bias2_sqrt), 1.0 - beta1, beta2,
-            1.0 - beta2, eps, float(pull),
-            P_DTYPE=p_dtype, A_DTYPE=a_dtype,
-            HAS_ANCHOR=anchors is not None, AMSGRAD=bool(amsgrad),
-            PER_TENSOR_SCALARS=scalars is not None, PULL=pull != 0,
-            SUMS=sums, ALIGNED=aligned, BLOCK=BLOCK_SIZE,
-            BLOCKS_PER_CHUNK=BLOCKS_PER_CHUNK, num_warps=NUM_WARPS)
+        with _launching_on(device):
+            jit.adam_chunk_kernel[(n_chunks, )](
+                addresses, chunk_tensor, chunk_start, numels,
+                partials if scalars is None else scalars, partials, n,
+                float(step_size), float(bias2_sqrt), 1.0 - beta1, beta2,
+                1.0 - beta2, eps, float(pull),
+                P_DTYPE=p_dtype, A_DTYPE=a_dtype,
+                HAS_ANCHOR=anchors is not None, AMSGRAD=bool(amsgrad),
+                PER_TENSOR_SCALARS=scalars is not None, PULL=pull != 0,
+                SUMS=sums, ALIGNED=aligned, BLOCK=BLOCK_SIZE,
+                BLOCKS_PER_CHUNK=BLOCKS_PER_CHUNK, num_warps=NUM_WARPS)
     if not sums:
         return None
     if n_chunks == n and all(0 < p.numel() <= chunk for p in params):
         return partials  # one chunk per tensor: its partials are its sums
     totals = torch.empty((n, 3), dtype=torch.float32, device=device)
-    jit.sum_partials_kernel[(n, )](partials, first_chunk, totals,
-                                   RBLOCK=REDUCE_BLOCK, num_warps=1)
+    with _launching_on(device):
+        jit.sum_partials_kernel[(n, )](partials, first_chunk, totals,
+                                       RBLOCK=REDUCE_BLOCK, num_warps=1)
     return totals
 
 
@@ -360,12 +370,13 @@ def project(params: List[Tensor], anchors: Optional[List[Tensor]],
         device, [params, None, None, None, None, anchors], n)
     p_dtype = _triton_dtype(params[0].dtype)
     a_dtype = p_dtype if anchors is None else _triton_dtype(anchors[0].dtype)
-    jit_module().project_chunk_kernel[(n_chunks, )](
-        addresses, chunk_tensor, chunk_start, numels,
-        keeps.detach().float().contiguous(), n, P_DTYPE=p_dtype,
-        A_DTYPE=a_dtype, HAS_ANCHOR=anchors is not None, ALIGNED=aligned,
-        BLOCK=BLOCK_SIZE, BLOCKS_PER_CHUNK=BLOCKS_PER_CHUNK,
-        num_warps=NUM_WARPS)
+    with _launching_on(device):
+        jit_module().project_chunk_kernel[(n_chunks, )](
+            addresses, chunk_tensor, chunk_start, numels,
+            keeps.detach().float().contiguous(), n, P_DTYPE=p_dtype,
+            A_DTYPE=a_dtype, HAS_ANCHOR=anchors is not None, ALIGNED=aligned,
+            BLOCK=BLOCK_SIZE, BLOCKS_PER_CHUNK=BLOCKS_PER_CHUNK,
+            num_warps=NUM_WARPS)
 
 
 def adam_with_pull(params: List[Tensor], grads: List[Tensor],
