@@ -9,6 +9,11 @@
 #   bash tools/misc/gpu_check.sh [gpu_check.py options]   # THERE:
 #       installs .whl/*.whl (if any) into /tmp/mmspd-site, then runs the check
 #
+# Through the device tool: command
+#   bash tools/misc/gpu_check.sh --json $OUT/gpu_check.json
+# with carry [".whl"] and timeout_s 540 (the check stops itself at 470 s;
+# its parts fit a 450 s budget and are skipped, with the reason, past it).
+#
 # PYTHON selects the interpreter (default python3). Its exit status is the
 # check's; parts that cannot run are reported in the JSON, not as failures.
 set -euo pipefail
