@@ -279,6 +279,9 @@ def _launching_on(device: torch.device):
 def _adam_pass(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs,
                anchors, steps, *, beta1, beta2, lr, eps, amsgrad,
                pull: float, sums: bool) -> Optional[Tensor]:
+    if amsgrad and max_exp_avg_sqs is None:
+        raise ValueError("kernel='triton': amsgrad=True needs "
+                         'max_exp_avg_sqs (got None)')
     _check_lists(params, dict(grads=grads, exp_avgs=exp_avgs,
                               exp_avg_sqs=exp_avg_sqs,
                               max_exp_avg_sqs=max_exp_avg_sqs

@@ -301,6 +301,10 @@ def test_lists_the_programs_cannot_index_are_named():
     lists = _lists(dtype=torch.float64)
     with pytest.raises(ValueError, match='not torch.float64'):
         _triton_kernels.propose(*lists.values(), amsgrad=True, **HYPER)
+    lists = _lists(amsgrad=False)
+    with pytest.raises(ValueError, match='amsgrad=True needs '
+                       'max_exp_avg_sqs'):
+        _triton_kernels.propose(*lists.values(), amsgrad=True, **HYPER)
     lists = _lists()
     with pytest.raises(ValueError, match=r'keeps has shape \(2,\)'):
         _triton_kernels.project(lists['params'], lists['anchors'],
