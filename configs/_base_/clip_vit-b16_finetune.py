@@ -6,7 +6,9 @@
 #   (mmpretrain::clip/vit-base-p16_pt-64xb64_in1k.py: pre-norm ViT-B/16 and a
 #   linear head on the class token) with OpenAI CLIP's QuickGELU, no dropout,
 #   drop-path 0.2, label smoothing 0.1, Mixup 0.8 / CutMix 1.0 (one of the two
-#   per batch, as DeiT).
+#   per batch, as DeiT). Every LayerNorm has CLIP's eps 1e-5 (mmpretrain's
+#   ViT default is 1e-6, which moves the class-token feature by ~7e-4
+#   relative: tests/test_classification/test_clip_reference.py).
 # - Weights: the backbone loads the *pre-trained* OpenAI CLIP image encoder
 #   through init_cfg; these weights are the anchors of AdamSPD / AdamL2SP
 #   (captured at the first step, after init_weights). Make the file once
@@ -33,6 +35,9 @@ model = dict(
         drop_rate=0.,
         drop_path_rate=0.2,
         layer_cfgs=dict(act_cfg=dict(type='QuickGELU')),
+        # OpenAI CLIP's nn.LayerNorm default; used by pre_norm (ln_pre),
+        # every block's ln1/ln2 (ln_1/ln_2) and the final ln1 (ln_post)
+        norm_cfg=dict(type='LN', eps=1e-5),
         # a dict, not a list: mmpretrain's ViT then keeps the loaded
         # position embedding instead of re-initialising it
         init_cfg=dict(_delete_=True, type='Pretrained',

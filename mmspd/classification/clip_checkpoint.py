@@ -4,8 +4,9 @@ The SPD paper fine-tunes the *pre-trained* CLIP ViT-B/16 image encoder (not
 a checkpoint already fine-tuned on ImageNet). OpenAI publishes it as a
 TorchScript archive (``ViT-B-16.pt``, the URL is :data:`OPENAI_VIT_B16_URL`)
 whose ``visual.*`` tensors use CLIP's own names. :func:`convert_visual`
-renames them to mmpretrain's ViT with ``pre_norm=True`` (CLIP's ``ln_pre``)
-and QuickGELU, under the ``backbone.`` prefix, so configs load them with::
+renames them to mmpretrain's ViT with ``pre_norm=True`` (CLIP's ``ln_pre``),
+QuickGELU and LayerNorm eps 1e-5 (:data:`CLIP_LAYER_NORM_EPS`), under
+the ``backbone.`` prefix, so configs load them with::
 
     init_cfg=dict(type='Pretrained', checkpoint=..., prefix='backbone')
 
@@ -37,6 +38,9 @@ _LAYER_NAMES = {
     'mlp.c_fc': 'ffn.layers.0.0',
     'mlp.c_proj': 'ffn.layers.1',
 }
+#: eps of every LayerNorm in CLIP (``nn.LayerNorm``'s default); mmpretrain's
+#: ViT default is 1e-6, so configs must set ``norm_cfg`` explicitly.
+CLIP_LAYER_NORM_EPS = 1e-5
 #: ``visual.*`` keys that are not image-encoder weights of the classifier.
 DROPPED = ('proj', )
 
@@ -137,6 +141,7 @@ def backbone_config(weights: Dict[str, Tensor]) -> dict:
         img_size=grid * patch_size,
         patch_size=patch_size,
         pre_norm=True,
+        norm_cfg=dict(type='LN', eps=CLIP_LAYER_NORM_EPS),
         layer_cfgs=dict(act_cfg=dict(type='QuickGELU')))
 
 
