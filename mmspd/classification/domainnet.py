@@ -58,7 +58,8 @@ class DomainNet(BaseDataset):
     Every line is checked: two fields, an integer label in ``[0, 345)``, a
     path ``<domain>/<class>/...`` whose class folder is the name of that
     label. A mismatch raises ``ValueError`` naming the file and line, so a
-    split file with another label order is caught at load time.
+    split file with another label order is caught at load time; a listed
+    image that is not on disk raises ``FileNotFoundError`` naming it.
     """
 
     METAINFO = {'classes': DOMAINNET_CLASSES}
@@ -109,7 +110,22 @@ class DomainNet(BaseDataset):
         if not data_list:
             raise ValueError(f'DomainNet split file {self.ann_file!r} lists '
                              f'no images')
+        self._check_images_exist(data_list)
         return data_list
+
+    def _check_images_exist(self, data_list: List[dict]) -> None:
+        """Raise ``FileNotFoundError`` naming the first listed image that is
+        not on disk, and how many are missing (local files only)."""
+        if '://' in self.img_prefix:
+            return  # another storage backend: the loader reads it
+        missing = [info['img_path'] for info in data_list
+                   if not osp.isfile(info['img_path'])]
+        if missing:
+            raise FileNotFoundError(
+                f'{len(missing)} of the {len(data_list)} images listed by '
+                f'DomainNet split file {self.ann_file!r} do not exist, the '
+                f'first: {missing[0]!r} (expected the domain folders '
+                f'<domain>/<class>/<file> under {self.img_prefix!r})')
 
     def _parse(self, line: str, lineno: int, classes) -> tuple:
         where = f'{self.ann_file}:{lineno}'

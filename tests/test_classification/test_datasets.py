@@ -199,3 +199,16 @@ def test_split_tool_writes_lists_the_data_set_reads(tmp_path):
     assert len(read['train_50_percent_split']) == 4 * 4
     with pytest.raises(FileExistsError, match='real_train_split.txt'):
         tool.main([root, '--domain', 'real'])
+
+
+def test_domainnet_names_a_listed_image_that_is_not_on_disk(tmp_path):
+    root = str(tmp_path)
+    lists = write_domainnet(root, per_class=1)
+    first, _ = lists['sketch_test.txt'][1]
+    os.remove(osp.join(root, first))
+    with pytest.raises(FileNotFoundError,
+                       match=rf"1 of the 4 images listed by DomainNet split "
+                       rf"file '.*sketch_test.txt' do not exist, the first: "
+                       rf"'.*{first}'"):
+        build(type='DomainNet', data_root=root, domain='sketch',
+              split='test')
