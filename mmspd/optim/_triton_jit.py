@@ -151,12 +151,16 @@ def adam_chunk_kernel(
     prop2 = tl.zeros([BLOCK], dtype=tl.float32)
     n_blocks = tl.minimum(tl.cdiv(numel - start, BLOCK), BLOCKS_PER_CHUNK)
     n_whole = tl.minimum((numel - start) // BLOCK, BLOCKS_PER_CHUNK)
-    for b in range(0, n_whole):
-        offsets = start + b * BLOCK + tl.arange(0, BLOCK)
-        dot, dev2, prop2 = _adam_block(
-            p_ptr, g_ptr, m_ptr, v_ptr, vmax_ptr, a_ptr, offsets, numel,
-            step_size, bias2_sqrt, weight1, beta2, weight2, eps, pull, dot,
-            dev2, prop2, P_DTYPE, HAS_ANCHOR, AMSGRAD, PULL, SUMS, False)
+    # a constant trip count (Triton 3.6's interpreter takes no loaded or
+    # argument values as loop bounds), whole blocks only
+    for b in range(0, BLOCKS_PER_CHUNK):
+        if b < n_whole:
+            offsets = start + b * BLOCK + tl.arange(0, BLOCK)
+            dot, dev2, prop2 = _adam_block(
+                p_ptr, g_ptr, m_ptr, v_ptr, vmax_ptr, a_ptr, offsets, numel,
+                step_size, bias2_sqrt, weight1, beta2, weight2, eps, pull,
+                dot, dev2, prop2, P_DTYPE, HAS_ANCHOR, AMSGRAD, PULL, SUMS,
+                False)
     if n_blocks > n_whole:  # the tensor's last, partial block
         offsets = start + n_whole * BLOCK + tl.arange(0, BLOCK)
         dot, dev2, prop2 = _adam_block(
@@ -170,17 +174,19 @@ def adam_chunk_kernel(
 
 
 @triton.jit
-def sum_partials_kernel(partials, first_chunk, sums, RBLOCK: tl.constexpr):
+def sum_partials_kernel(partials, first_chunk, sums, RBLOCK: tl.constexpr,
+                        N_RBLOCKS: tl.constexpr):
     """``sums[t] = sum of partials[first_chunk[t]:first_chunk[t + 1]]``
-    (three columns), in float64 and in a fixed order."""
+    (three columns), in float64 and in a fixed order. A tensor has at most
+    ``RBLOCK * N_RBLOCKS`` chunks (the host sizes both)."""
     t = tl.program_id(0)
     begin = tl.load(first_chunk + t)
     end = tl.load(first_chunk + t + 1)
     acc0 = tl.zeros([RBLOCK], dtype=tl.float64)
     acc1 = tl.zeros([RBLOCK], dtype=tl.float64)
     acc2 = tl.zeros([RBLOCK], dtype=tl.float64)
-    for c0 in range(begin, end, RBLOCK):
-        rows = c0 + tl.arange(0, RBLOCK)
+    for i in range(0, N_RBLOCKS):  # constant bounds: see adam_chunk_kernel
+        rows = begin + i * RBLOCK + tl.arange(0, RBLOCK)
         mask = rows < end
         acc0 += tl.load(partials + 3 * rows, mask=mask,
                         other=0.0).to(tl.float64)
@@ -232,10 +238,11 @@ def project_chunk_kernel(pointers, chunk_tensor, chunk_start, numels, keeps,
         n_blocks = tl.minimum(tl.cdiv(numel - start, BLOCK),
                               BLOCKS_PER_CHUNK)
         n_whole = tl.minimum((numel - start) // BLOCK, BLOCKS_PER_CHUNK)
-        for b in range(0, n_whole):
-            offsets = start + b * BLOCK + tl.arange(0, BLOCK)
-            _project_block(p_ptr, a_ptr, offsets, numel, keep, P_DTYPE,
-                           HAS_ANCHOR, False)
+        for b in range(0, BLOCKS_PER_CHUNK):  # see adam_chunk_kernel
+            if b < n_whole:
+                offsets = start + b * BLOCK + tl.arange(0, BLOCK)
+                _project_block(p_ptr, a_ptr, offsets, numel, keep, P_DTYPE,
+                               HAS_ANCHOR, False)
         if n_blocks > n_whole:
             offsets = start + n_whole * BLOCK + tl.arange(0, BLOCK)
             _project_block(p_ptr, a_ptr, offsets, numel, keep, P_DTYPE,

@@ -45,8 +45,9 @@ BLOCK_SIZE = 1024
 BLOCKS_PER_CHUNK = 16
 #: warps per program on CUDA
 NUM_WARPS = 4
-#: chunk partial sums a program of the reduction adds per vector operation
-REDUCE_BLOCK = 64
+#: most chunk partial sums a program of the reduction adds per vector
+#: operation (a power of two; fewer when no tensor has that many chunks)
+REDUCE_BLOCK = 1024
 
 #: cached device tables (address and chunk tables), most recent last
 _TABLES: 'OrderedDict[tuple, Tensor]' = OrderedDict()
@@ -262,6 +263,11 @@ def _check_lists(params: List[Tensor], others: Dict[str, Optional[list]],
                     f'{numel}, like its parameter{note}')
 
 
+def _next_power_of_2(n: int) -> int:
+    """The smallest power of two >= ``n`` (>= 1)."""
+    return 1 << max(n - 1, 0).bit_length()
+
+
 def _triton_dtype(dtype: torch.dtype):
     tl = importlib.import_module('triton.language')
     return {torch.float32: tl.float32, torch.bfloat16: tl.bfloat16,
@@ -321,9 +327,13 @@ def _adam_pass(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs,
     if n_chunks == n and all(0 < p.numel() <= chunk for p in params):
         return partials  # one chunk per tensor: its partials are its sums
     totals = torch.empty((n, 3), dtype=torch.float32, device=device)
+    most = max(-(-p.numel() // chunk) for p in params)
+    rblock = min(REDUCE_BLOCK, _next_power_of_2(most))
     with _launching_on(device):
         jit.sum_partials_kernel[(n, )](partials, first_chunk, totals,
-                                       RBLOCK=REDUCE_BLOCK, num_warps=1)
+                                       RBLOCK=rblock,
+                                       N_RBLOCKS=-(-most // rblock),
+                                       num_warps=1 if rblock <= 128 else 4)
     return totals
 
 

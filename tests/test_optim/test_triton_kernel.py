@@ -163,4 +163,4 @@ def test_programs_compile_for_hopper_with_vector_loads(dtype, anchor_dtype,
     assert project.count('ld.global.v4') == 2 * vectors
     ptx(jit.sum_partials_kernel,
         dict(partials='*fp32', first_chunk='*i64', sums='*fp32'),
-        dict(RBLOCK=_triton_kernels.REDUCE_BLOCK))
+        dict(RBLOCK=_triton_kernels.REDUCE_BLOCK, N_RBLOCKS=2))
