@@ -19,6 +19,20 @@ from setuptools import find_packages, setup
 HERE = osp.dirname(osp.abspath(__file__))
 #: What ``mmspd/.mim`` mirrors from the repository root.
 MIM_FILES = ('configs', 'tools', 'model-index.yml')
+#: Trove classifiers of the package (Python versions: those tested). The
+#: licence is the SPDX expression of ``license`` (setuptools >= 77 deprecates
+#: licence classifiers).
+CLASSIFIERS = [
+    'Development Status :: 3 - Alpha',
+    'Intended Audience :: Developers',
+    'Intended Audience :: Science/Research',
+    'Operating System :: POSIX :: Linux',
+    'Programming Language :: C++',
+    'Programming Language :: Python :: 3',
+    'Programming Language :: Python :: 3 :: Only',
+    'Programming Language :: Python :: 3.11',
+    'Topic :: Scientific/Engineering :: Artificial Intelligence',
+]
 
 
 def read_version() -> str:
@@ -109,6 +123,13 @@ if __name__ == '__main__':
         'in OpenMMLab',
         long_description=read_readme(),
         long_description_content_type='text/markdown',
+        author='mmspd contributors',
+        keywords='robust fine-tuning, weight decay, optimizer, computer '
+        'vision, OpenMMLab, mmengine, PyTorch',
+        project_urls={
+            'Paper': 'https://arxiv.org/abs/2411.01713',
+        },
+        classifiers=CLASSIFIERS,
         packages=find_packages(include=['mmspd', 'mmspd.*']),
         package_data={
             'mmspd': [
@@ -129,5 +150,6 @@ if __name__ == '__main__':
         ext_modules=ext_modules,
         cmdclass=cmdclass,
         license='Apache-2.0',
+        license_files=['LICENSE'],
         zip_safe=False,
     )
