@@ -1,9 +1,11 @@
 #!/usr/bin/env python
 """The SPD demo (``make demo``): fine-tune a pretrained model with AdamW,
-L2-SP and AdamSPD, then compare ID accuracy and OOD robustness.
+L2-SP, AdamSPD and LP-FT, sweep WiSE-FT on the AdamW and AdamSPD runs,
+then compare ID accuracy and OOD robustness.
 
     python tools/demo.py [--work-dir DIR] [--figure PNG] [--seeds 0 1 2]
         [--pretrain-epochs N] [--finetune-epochs N] [--no-reference]
+        [--no-lpft] [--no-wise-ft]
 
 Offline, on CPU, in a few minutes: the data are scikit-learn's bundled
 digits. Stage outputs are cached in the work folder (default
@@ -19,8 +21,8 @@ from mmspd.demo.protocol import DemoProtocol
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(
-        description='Fine-tune a pretrained LeNet-5 with AdamW, L2-SP and '
-        'AdamSPD; report ID and OOD accuracy')
+        description='Fine-tune a pretrained LeNet-5 with AdamW, L2-SP, '
+        'AdamSPD and LP-FT, sweep WiSE-FT; report ID and OOD accuracy')
     parser.add_argument(
         '--work-dir', default=os.environ.get('MMSPD_DEMO_DIR',
                                              'work_dirs/demo'),
@@ -35,7 +37,12 @@ def parse_args(argv=None):
     parser.add_argument('--finetune-epochs', type=int, default=None,
                         help='override the fine-tuning configs\' epochs')
     parser.add_argument('--no-reference', action='store_true',
-                        help='skip the frozen-backbone reference row')
+                        help='skip the frozen-backbone reference row (and '
+                        'LP-FT, which starts from it)')
+    parser.add_argument('--no-lpft', action='store_true',
+                        help='skip LP-FT')
+    parser.add_argument('--no-wise-ft', action='store_true',
+                        help='skip the WiSE-FT sweeps')
     return parser.parse_args(argv)
 
 
@@ -45,6 +52,8 @@ def main(argv=None) -> dict:
     protocol = DemoProtocol(
         seeds=tuple(args.seeds),
         reference=None if args.no_reference else defaults.reference,
+        lpft=None if args.no_reference or args.no_lpft else defaults.lpft,
+        wise_ft_methods=() if args.no_wise_ft else defaults.wise_ft_methods,
         pretrain_epochs=args.pretrain_epochs,
         finetune_epochs=args.finetune_epochs)
     return run_demo(args.work_dir, protocol, args.figure)

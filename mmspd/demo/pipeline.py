@@ -1,5 +1,7 @@
 """The whole demo: data, pretraining, grid of fine-tuning runs, selection
-by ID validation accuracy, ID + OOD tests, publishing, report.
+by ID validation accuracy, ID + OOD tests, linear probes and LP-FT, WiSE-FT
+sweeps, publishing, report (:mod:`mmspd.robust_ft.report`, the library of
+``tools/analysis_tools/robustness_report.py``).
 
 Every stage caches its outputs under the work folder (see
 :mod:`mmspd.demo.stages`), so a second run only rebuilds the report.
@@ -17,8 +19,12 @@ from typing import Any, Callable, Dict, List, Optional
 import torch
 from mmengine.logging import MMLogger, print_log
 
+from mmspd.engine.runner.robust_test_loop import OOD_AVERAGE
+from mmspd.robust_ft import report
+from mmspd.robust_ft.plots import plot_report
+from mmspd.robust_ft.wise_ft import alpha_tag, run_wise_ft
 from mmspd.zoo.publish import publish_checkpoint, sha256_of, strip_checkpoint
-from . import report, runs
+from . import runs
 from .data import CANVAS, DIGIT, write_digit_datasets
 from .protocol import PRETRAIN_CONFIG, DemoProtocol, Method, config_root
 from .stages import code_fingerprint, run_stage
@@ -29,6 +35,9 @@ RESULTS_FILE = 'demo_results.json'
 FIGURE_FILE = 'demo.png'
 TABLE_FILE = 'demo_table.txt'
 RECORDS_FILE = 'model_zoo.json'
+REPORT_STEM = 'demo_report'
+#: RobustTestLoop's metric for the demo (top-1 accuracy in %).
+METRIC = 'accuracy/top1'
 
 
 def _value_tag(value: float) -> str:
@@ -73,7 +82,9 @@ class Demo:
         p = protocol
         n_seeds, n_grid = len(p.seeds), len(p.methods[0].grid)
         total = (2 + len(p.methods) * n_seeds * (n_grid + 1)
-                 + (2 * n_seeds if p.reference else 0))
+                 + (2 * n_seeds if p.reference else 0)
+                 + (n_seeds * (n_grid + 1) if p.lpft else 0)
+                 + len(p.wise_ft_methods) * n_seeds)
         self.progress = _Progress(self.logger, total)
         self.configs = osp.join(config_root(), 'demo')
         self.code = code_fingerprint()
@@ -116,7 +127,8 @@ class Demo:
             lambda r: f'clean val accuracy {r["val_accuracy"]:.1f}%')
 
     def _finetune_config(self, method: Method, data: dict, pretrained: dict,
-                         seed: int, value: Optional[float]):
+                         seed: int, value: Optional[float],
+                         probe: Optional[dict] = None):
         root = osp.join(data['root'], 'digits59')
         options = {
             f'{split}_dataloader.dataset.data_root': root
@@ -129,15 +141,20 @@ class Demo:
         })
         if value is not None:
             options['optim_wrapper.optimizer.weight_decay'] = value
+        if probe is not None:  # LP-FT: the head starts as the probe's
+            options['model.head.init_cfg.checkpoint'] = probe['checkpoint']
         cfg = runs.load_config(method.config, options)
         key = dict(config=runs.config_fingerprint(cfg),
                    pretrained=pretrained['sha256'], code=self.code)
+        if probe is not None:
+            key['probe'] = sha256_of(probe['checkpoint'])
         return cfg, key
 
     def finetune(self, method: Method, data: dict, pretrained: dict,
-                 seed: int, value: Optional[float]) -> dict:
+                 seed: int, value: Optional[float],
+                 probe: Optional[dict] = None) -> dict:
         cfg, key = self._finetune_config(method, data, pretrained, seed,
-                                         value)
+                                         value, probe)
         tag = 'default' if value is None else _value_tag(value)
         setting = '' if value is None else f' {method.strength}={tag}'
 
@@ -175,14 +192,45 @@ class Demo:
             dict(finetune=run['key'], checkpoint=sha256_of(run['checkpoint'])),
             fn, lambda r: ', '.join(
                 f'{k.split("/")[0]} {v:.1f}' for k, v in r['metrics'].items()
-                if k.endswith(report.METRIC)))
+                if k.endswith(METRIC)))
         return result
 
     # -- the protocol --------------------------------------------------------
+    def wise_ft(self, method: Method, run: dict) -> dict:
+        """WiSE-FT sweep of one tested run (the library of
+        ``tools/analysis_tools/wise_ft.py``)."""
+        alphas = list(self.protocol.wise_ft_alphas)
+
+        def fn(stage_dir: str) -> dict:
+            cfg = run['cfg'].copy()
+            cfg.log_level = 'WARNING'
+            with runs.stdout_to(osp.join(stage_dir, 'stdout.txt')):
+                result = run_wise_ft(cfg, run['checkpoint'], alphas,
+                                     osp.join(stage_dir, 'run'),
+                                     figure=False)
+            return dict(points=[
+                dict(alpha=p['alpha'], test={
+                    k.split('/')[0]: v for k, v in p['metrics'].items()
+                    if k.endswith('/' + METRIC)}) for p in result['points']
+            ], head=result['head'])
+
+        return self.progress.stage(
+            f'WiSE-FT {method.name} seed={run["seed"]}, alpha in '
+            f'{{{", ".join(alpha_tag(a) for a in alphas)}}}',
+            osp.join(self.work_dir, 'wise_ft', method.key,
+                     f'seed{run["seed"]}'),
+            dict(finetune=run['key'], alphas=alphas,
+                 checkpoint=sha256_of(run['checkpoint'])), fn,
+            lambda r: ', '.join(
+                f'{alpha_tag(p["alpha"])}: {p["test"][OOD_AVERAGE]:.1f}'
+                for p in r['points']) + ' OOD avg')
+
     def _runs_of(self, method: Method, data: dict, pretrained: dict,
-                 value: Optional[float]) -> List[dict]:
-        return [self.finetune(method, data, pretrained, seed, value)
-                for seed in self.protocol.seeds]
+                 value: Optional[float],
+                 probes: Optional[List[dict]] = None) -> List[dict]:
+        return [self.finetune(method, data, pretrained, seed, value,
+                              probes[i] if probes else None)
+                for i, seed in enumerate(self.protocol.seeds)]
 
     def _tested(self, method: Method, trained: List[dict]) -> List[dict]:
         tested = []
@@ -194,21 +242,30 @@ class Demo:
                 checkpoint=run['checkpoint'],
                 results_json=result['results_json'],
                 test={k.split('/')[0]: v for k, v in metrics.items()
-                      if k.endswith('/' + report.METRIC)}))
+                      if k.endswith('/' + METRIC)},
+                key=run['key'], cfg=run['cfg']))
         return tested
 
-    def run_method(self, method: Method, data: dict,
-                   pretrained: dict) -> dict:
+    def run_method(self, method: Method, data: dict, pretrained: dict,
+                   probes: Optional[List[dict]] = None) -> dict:
         """Grid x seeds, pick the strength by mean ID val accuracy (ties:
-        first in grid order), test the picked runs."""
+        first in grid order; :func:`mmspd.robust_ft.report.select_strength`,
+        the report's own rule), test the picked runs. ``probes``: LP-FT's
+        first stage, one tested linear-probe run per seed."""
         grid = []
         for value in method.grid:
-            trained = self._runs_of(method, data, pretrained, value)
+            trained = self._runs_of(method, data, pretrained, value, probes)
             accuracies = [r['val_accuracy'] for r in trained]
             grid.append(dict(value=value, val_accuracy=accuracies,
                              mean_val_accuracy=sum(accuracies) /
                              len(accuracies), runs=trained))
-        best = max(grid, key=lambda g: g['mean_val_accuracy'])
+        choice = report.select_strength(
+            [dict(method=method.key, strength=g['value'], seed=seed,
+                  val=val, source=f'{method.key} {g["value"]:g} seed {seed}')
+             for g in grid
+             for seed, val in zip(self.protocol.seeds, g['val_accuracy'])],
+            order=method.grid)
+        best = next(g for g in grid if g['value'] == choice['strength'])
         self.progress.log(
             f'{method.name}: {method.strength} '
             f'{_value_tag(best["value"])} selected by ID val accuracy ('
@@ -240,7 +297,8 @@ class Demo:
         for row in rows:
             run = row['runs'][0]
             path, _ = publish_checkpoint(
-                run['checkpoint'], osp.join(folder, MODEL_PREFIX + row['key']))
+                run['checkpoint'], osp.join(folder, MODEL_PREFIX + row['key']),
+                results=run['results_json'])
             counts = data['manifest']['counts']['digits59']
             records.append(dict(
                 name=MODEL_PREFIX + row['key'], config=row['config'],
@@ -269,27 +327,45 @@ class Demo:
         p = self.protocol
         self.progress.log(
             f'SPD demo in {self.work_dir}: {len(p.methods)} methods x '
-            f'{len(p.methods[0].grid)} strengths x {len(p.seeds)} seeds')
+            f'{len(p.methods[0].grid)} strengths x {len(p.seeds)} seeds'
+            + (', linear probe + LP-FT' if p.lpft else '')
+            + (f', WiSE-FT of {", ".join(p.wise_ft_methods)}'
+               if p.wise_ft_methods else ''))
         data = self.data()
         pretrained = self.pretrain(data)
         rows = [self.run_method(m, data, pretrained) for m in p.methods]
         reference = (self.run_reference(p.reference, data, pretrained)
                      if p.reference else None)
+        lpft = (self.run_method(p.lpft, data, pretrained,
+                                probes=reference['runs'])
+                if p.lpft else None)
+        for row in rows:
+            if row['key'] in p.wise_ft_methods:
+                method = next(m for m in p.methods if m.key == row['key'])
+                for run in row['runs']:
+                    run['wise_ft'] = self.wise_ft(method, run)
         with open(rows[0]['runs'][0]['results_json'], encoding='utf-8') as f:
             layout = json.load(f)
         id_name = layout['id']
-        sets = [id_name] + layout['ood'] + [report.OOD_AVERAGE]
-        for row in rows + ([reference] if reference else []):
-            row['summary'] = report.summarise_runs(row['runs'], sets)
+        sets = [id_name] + layout['ood'] + [OOD_AVERAGE]
         records = self.publish(rows, data)
-        shown = rows + ([reference] if reference else [])
-        table = report.format_table(shown, sets, id_name)
+        compared = rows + ([lpft] if lpft else [])
+        shown = compared + ([reference] if reference else [])
+        summary = self._report(compared, reference, id_name, layout['ood'])
+        for row in shown:
+            row['summary'] = next(m['summary'] for m in summary['methods']
+                                  if m['key'] == row['key'])
+        table = report.format_text(summary)
         results = dict(
             protocol=dict(
                 seeds=list(p.seeds),
-                grids={m.name: list(m.grid) for m in p.methods},
+                grids={m['name']: [g['value'] for g in m['grid']]
+                       for m in compared},
                 selection='mean ID validation top-1 accuracy over the '
                 'seeds; ties: first value in grid order',
+                wise_ft=dict(methods=list(p.wise_ft_methods),
+                             alphas=list(p.wise_ft_alphas),
+                             table_alpha=summary['wise_ft_alpha']),
                 pretrain_epochs=p.pretrain_epochs or 'config',
                 finetune_epochs=p.finetune_epochs or 'config',
                 splits=asdict(p.splits)),
@@ -297,12 +373,12 @@ class Demo:
             pretrain=dict(val_accuracy=pretrained['val_accuracy'],
                           weights=pretrained['weights']),
             metric='top-1 accuracy (%)', id=id_name, sets=sets,
-            methods=rows, reference=reference,
+            methods=rows, reference=reference, lpft=lpft,
+            report=summary,
             published=[r['weights'] for r in records],
             table=table)
         results['wall_time_s'] = time.perf_counter() - start
-        paths = self._write(results, records, table, sets, id_name, shown,
-                            figure)
+        paths = self._write(results, records, table, summary, figure)
         results['paths'] = paths
         title = (f'Fine-tuning LeNet-5 (pretrained on digits 0-4) on digits '
                  f'5-9, top-1 accuracy (%), mean ± std over '
@@ -315,24 +391,68 @@ class Demo:
             f'model-index.yml from these results')
         return results
 
-    def _write(self, results, records, table, sets, id_name, shown,
+    def _report(self, compared: List[dict], reference: Optional[dict],
+                id_name: str, ood: List[str]) -> dict:
+        """The cross-run report (:func:`mmspd.robust_ft.report.
+        build_report`) of every fine-tuning run: the grid runs (ID
+        validation only) and the tested runs of the selected strengths."""
+        runs_in = []
+        for row in compared + ([reference] if reference else []):
+            tested = {} if row.get('reference') else {
+                r['seed']: r for r in row['runs']}
+            values = ([g['value'] for g in row['grid']]
+                      if not row.get('reference') else [None])
+            for value in values:
+                for i, seed in enumerate(self.protocol.seeds):
+                    if row.get('reference'):
+                        run = row['runs'][i]
+                        val = run['val_accuracy']
+                    else:
+                        g = next(g for g in row['grid']
+                                 if g['value'] == value)
+                        val = g['val_accuracy'][i]
+                        run = tested[seed] if value == row['selected'] \
+                            else None
+                    wise = run.get('wise_ft') if run else None
+                    runs_in.append(dict(
+                        method=row['key'], strength=value, seed=seed,
+                        val=val, test=run['test'] if run else None,
+                        wise_ft=wise['points'] if wise else None,
+                        source=f'{row["key"]} {value} seed {seed}'))
+        shown = compared + ([reference] if reference else [])
+        return report.build_report(
+            runs_in, id_name, ood, METRIC,
+            names={r['key']: r['name'] for r in shown},
+            strength_names={r['key']: r['strength'] for r in compared},
+            orders={r['key']: [g['value'] for g in r['grid']]
+                    for r in compared},
+            references=[reference['key']] if reference else [])
+
+    def _write(self, results, records, table, summary,
                figure) -> Dict[str, str]:
         paths = dict(
             results=osp.join(self.work_dir, RESULTS_FILE),
             table=osp.join(self.work_dir, TABLE_FILE),
             figure=osp.join(self.work_dir, FIGURE_FILE),
             model_zoo_records=osp.join(self.work_dir, RECORDS_FILE))
+        for ext, text in (('md', report.format_markdown(summary)),
+                          ('csv', report.format_csv(summary))):
+            paths[f'report_{ext}'] = osp.join(self.work_dir,
+                                              f'{REPORT_STEM}.{ext}')
+            with open(paths[f'report_{ext}'], 'w', encoding='utf-8') as f:
+                f.write(text + ('' if text.endswith('\n') else '\n'))
         with open(paths['results'], 'w', encoding='utf-8') as f:
             json.dump(_json_safe(results), f, indent=2, default=str)
         with open(paths['table'], 'w', encoding='utf-8') as f:
             f.write(table + '\n')
         with open(paths['model_zoo_records'], 'w', encoding='utf-8') as f:
             json.dump(records, f, indent=2)
-        report.plot(
-            shown, sets, id_name, paths['figure'],
-            f'Fine-tuning a pretrained LeNet-5 on new digits: ID vs OOD '
-            f'(strength chosen on ID val, {len(self.protocol.seeds)} '
-            f'seed(s))')
+        plot_report(
+            summary, paths['figure'],
+            f'LeNet-5 (digits 0-4) fine-tuned on digits 5-9, '
+            f'{len(self.protocol.seeds)} seed(s), strength chosen on ID val;'
+            f'\nsmall: each run, large: mean ± std, dashed: WiSE-FT '
+            f'α = 0 ... 1')
         if figure:
             os.makedirs(osp.dirname(osp.abspath(figure)), exist_ok=True)
             shutil.copyfile(paths['figure'], figure)
@@ -341,11 +461,12 @@ class Demo:
 
 
 def _json_safe(value: Any) -> Any:
-    """NaN (std of one seed) as ``None``; configs dropped."""
+    """NaN (std of one seed) as ``None``; configs and stage keys dropped."""
     if isinstance(value, float) and math.isnan(value):
         return None
     if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items() if k != 'cfg'}
+        return {k: _json_safe(v) for k, v in value.items()
+                if k != 'cfg' and not (k == 'key' and isinstance(v, dict))}
     if isinstance(value, (list, tuple)):
         return [_json_safe(v) for v in value]
     return value

@@ -14,7 +14,14 @@ adaptation (the regime SPD is about):
 * same epochs, learning-rate schedule, batches and seeds for every method
   (all in ``configs/demo/_base_/lenet5_digits59_finetune.py``);
 * a reference row, not a compared method: the new head trained on frozen
-  pretrained features (shows how much adaptation the task needs).
+  pretrained features (shows how much adaptation the task needs);
+* LP-FT: those linear probes (one per seed) as the first stage, then full
+  fine-tuning with AdamW from the probed head, the backbone again from the
+  pretrained file; its weight decay from the same-size grid as AdamW's,
+  picked the same way;
+* WiSE-FT of the selected AdamW and AdamSPD runs of every seed, at fixed
+  alphas (0, 0.25, 0.5, 0.75, 1): a curve, nothing selected on it; the
+  table's WiSE-FT rows are alpha 0.5, fixed in advance.
 """
 import os.path as osp
 from dataclasses import dataclass, field
@@ -69,6 +76,13 @@ METHODS: Tuple[Method, ...] = (
 )
 #: The reference row: the head alone on frozen pretrained features.
 LINEAR_PROBE = Method('linear-probe', 'head only (frozen backbone)', '')
+#: LP-FT: AdamW from the linear probe's head (its first stage: the
+#: reference runs), same grid as AdamW.
+LPFT = Method('lpft', 'LP-FT (probe, then AdamW)', 'weight decay',
+              (0.01, 0.1, 1.0))
+#: Methods whose selected runs get a WiSE-FT sweep, and its alphas.
+WISE_FT_METHODS: Tuple[str, ...] = ('adamw', 'spd')
+WISE_FT_ALPHAS: Tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 1.0)
 
 PRETRAIN_CONFIG = 'lenet5_digits04_pretrain.py'
 
@@ -83,6 +97,10 @@ class DemoProtocol:
             same for every method and grid value.
         reference: a method run with its config's settings and reported
             apart (``None``: skip).
+        lpft: the LP-FT method, whose first stage is the reference run of
+            the same seed (``None``: skip; needs ``reference``).
+        wise_ft_methods: keys of the methods whose selected runs get a
+            WiSE-FT sweep at ``wise_ft_alphas`` (empty: none).
         pretrain_epochs / finetune_epochs: ``None`` keeps the configs'
             epochs; a number overrides them (and the cosine schedule's
             length), for quick runs.
@@ -91,6 +109,9 @@ class DemoProtocol:
     methods: Tuple[Method, ...] = METHODS
     seeds: Tuple[int, ...] = (0, 1, 2)
     reference: Optional[Method] = LINEAR_PROBE
+    lpft: Optional[Method] = LPFT
+    wise_ft_methods: Tuple[str, ...] = WISE_FT_METHODS
+    wise_ft_alphas: Tuple[float, ...] = WISE_FT_ALPHAS
     pretrain_epochs: Optional[int] = None
     finetune_epochs: Optional[int] = None
     splits: DigitSplits = field(default_factory=DigitSplits)
@@ -98,14 +119,27 @@ class DemoProtocol:
     def __post_init__(self) -> None:
         if not self.methods:
             raise ValueError('The demo needs at least one method')
-        sizes = {m.name: len(m.grid) for m in self.methods}
+        compared = self.methods + ((self.lpft, ) if self.lpft else ())
+        sizes = {m.name: len(m.grid) for m in compared}
         if len(set(sizes.values())) != 1 or 0 in sizes.values():
             raise ValueError(f'Every method needs a non-empty grid of the '
                              f'same size (a fair selection), got {sizes}')
-        keys = [m.key for m in self.methods] + (
+        keys = [m.key for m in compared] + (
             [self.reference.key] if self.reference else [])
         if len(set(keys)) != len(keys):
             raise ValueError(f'Method keys must be unique, got {keys}')
+        if self.lpft is not None and self.reference is None:
+            raise ValueError('LP-FT starts from the linear probe: lpft '
+                             'needs the reference (linear-probe) method')
+        unknown = [k for k in self.wise_ft_methods
+                   if k not in [m.key for m in self.methods]]
+        if unknown:
+            raise ValueError(f'WiSE-FT methods {unknown} are not among the '
+                             f'compared methods '
+                             f'{[m.key for m in self.methods]}')
+        if self.wise_ft_methods:
+            from mmspd.robust_ft.wise_ft import check_alphas
+            check_alphas(self.wise_ft_alphas)
         seeds: Sequence = self.seeds
         if (not seeds or len(set(seeds)) != len(seeds)
                 or not all(isinstance(s, int) and s >= 0 for s in seeds)):

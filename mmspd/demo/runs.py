@@ -81,7 +81,7 @@ def _runner(cfg: Config, work_dir: str) -> Runner:
 
 
 @contextlib.contextmanager
-def _stdout_to(path: str):
+def stdout_to(path: str):
     """Send ``print()`` output (mmengine prints each checkpoint load) to
     ``path``; log records still reach the console."""
     os.makedirs(osp.dirname(path), exist_ok=True)
@@ -97,7 +97,7 @@ def train(cfg: Config, work_dir: str) -> Dict[str, Any]:
     The config must validate after its last epoch (``val_interval`` =
     ``max_epochs``; :func:`epoch_options` keeps it so).
     """
-    with _stdout_to(osp.join(work_dir, 'stdout.txt')):
+    with stdout_to(osp.join(work_dir, 'stdout.txt')):
         runner = _runner(cfg, work_dir)
         runner.train()
     last = osp.join(work_dir, 'last_checkpoint')
@@ -142,7 +142,7 @@ def test(cfg: Config, checkpoint: str, work_dir: str) -> Dict[str, Any]:
     cfg = cfg.copy()
     cfg.load_from = checkpoint
     cfg.resume = False
-    with _stdout_to(osp.join(work_dir, 'stdout.txt')):
+    with stdout_to(osp.join(work_dir, 'stdout.txt')):
         runner = _runner(cfg, work_dir)
         metrics = runner.test()
     return dict(metrics={k: float(v) for k, v in metrics.items()},

@@ -26,9 +26,11 @@ def text_sha256(text: str) -> str:
 
 
 #: The mmspd code that decides the demo's numbers: the optimizers, how
-#: configs turn into optimizers, the test loop, the demo itself.
+#: configs turn into optimizers, the test loop, WiSE-FT and the report, the
+#: demo itself.
 DEMO_CODE = ('optim', 'engine/optimizers.py',
-             'engine/optim_wrapper_constructor.py', 'engine/runner', 'demo')
+             'engine/optim_wrapper_constructor.py', 'engine/runner',
+             'robust_ft', 'demo')
 
 
 def code_fingerprint(paths: Sequence[str] = DEMO_CODE) -> str:

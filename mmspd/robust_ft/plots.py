@@ -81,8 +81,8 @@ def plot_report(report: dict, path: str, title: str = '') -> None:
             _annotate_alphas(ax, points, colour)
     ax.set_xlabel(f'ID test {metric} ({id_name})', fontsize=11)
     ax.set_ylabel(f'OOD {metric}, mean of the shifts', fontsize=11)
-    ax.set_title(title or 'each run (small), mean ± std over seeds (large), '
-                 'WiSE-FT curves (dashed)', fontsize=10)
+    ax.set_title(title or 'small: each run, large: mean ± std over seeds, '
+                 'dashed: WiSE-FT curves', fontsize=9)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc='best')
     fig.tight_layout()

@@ -1,7 +1,9 @@
 """A reduced demo (one seed, one epoch, two strengths per method), run for
 real: data on disk, pretraining, fine-tuning through mmengine's Runner and
-the configs/demo configs, ID + OOD tests, publishing, report."""
+the configs/demo configs, ID + OOD tests, LP-FT, WiSE-FT sweeps,
+publishing, report."""
 import json
+import os
 import os.path as osp
 import re
 import subprocess
@@ -11,7 +13,7 @@ import torch
 from PIL import Image
 
 from mmspd.demo.pipeline import MODEL_PREFIX, Demo
-from mmspd.demo.protocol import LINEAR_PROBE, DemoProtocol, Method
+from mmspd.demo.protocol import LINEAR_PROBE, LPFT, DemoProtocol, Method
 from mmspd.zoo.publish import sha256_of
 from tests.tool_modules import REPO, load_tool
 
@@ -20,8 +22,10 @@ REDUCED = DemoProtocol(
     methods=(Method('adamw', 'AdamW', 'weight decay', (0.01, 1.0)),
              Method('l2sp', 'L2-SP', 'L2-SP strength', (0.01, 1.0)),
              Method('spd', 'AdamSPD', 'lambda', (0.1, 1.0))),
-    seeds=(0, ), reference=LINEAR_PROBE, pretrain_epochs=1,
-    finetune_epochs=1)
+    seeds=(0, ), reference=LINEAR_PROBE,
+    lpft=Method(LPFT.key, LPFT.name, LPFT.strength, (0.01, 1.0)),
+    wise_ft_methods=('adamw', 'spd'), wise_ft_alphas=(0., 0.5, 1.),
+    pretrain_epochs=1, finetune_epochs=1)
 
 
 @pytest.fixture(scope='module')
@@ -51,9 +55,17 @@ def test_writes_the_table_json_and_figure(demo, capsys):
         # one seed: a number per set, no std
         accuracy = method['summary']['clean']['mean']
         assert f'{accuracy:.1f}' in row
+    # LP-FT's row, then the WiSE-FT rows (alpha 0.5), then the reference
+    names = [line.split('  ')[0] for line in lines[2:]]
+    assert names == ['AdamW', 'L2-SP', 'AdamSPD', LPFT.name,
+                     'AdamW + WiSE-FT', 'AdamSPD + WiSE-FT',
+                     f'{LINEAR_PROBE.name} (reference)']
+    assert saved['report']['wise_ft_rows'][0]['setting'].endswith('α=0.5')
     for key in ('figure', 'figure_copy'):
         with Image.open(paths[key]) as image:
             assert image.format == 'PNG' and image.width > 800
+    for key in ('report_md', 'report_csv'):
+        assert os.path.getsize(paths[key]) > 0
 
 
 def test_every_run_is_tested_on_id_and_ood_sets(demo):
@@ -106,6 +118,42 @@ def test_fine_tuning_starts_from_the_pretrained_backbone(demo):
                         weights_only=True)['state_dict']
     for name in backbone:  # the reference trains the head only
         assert torch.equal(frozen[name], pretrained[name])
+
+
+def test_wise_ft_sweeps_the_selected_runs_alpha_one_exactly(demo):
+    _, results = demo
+    for method in results['methods']:
+        [run] = method['runs']
+        if method['key'] not in REDUCED.wise_ft_methods:
+            assert 'wise_ft' not in run
+            continue
+        points = run['wise_ft']['points']
+        assert [p['alpha'] for p in points] == [0., 0.5, 1.]
+        # alpha 1 is the fine-tuned checkpoint: the test stage's numbers
+        assert points[-1]['test'] == run['test']
+        assert points[0]['test'] != run['test']
+        curve = next(m for m in results['report']['methods']
+                     if m['key'] == method['key'])['wise_ft']
+        assert curve['alphas'] == [0., 0.5, 1.]
+
+
+def test_lpft_starts_from_each_seeds_linear_probe(demo):
+    _, results = demo
+    lpft = results['lpft']
+    assert lpft['name'] == LPFT.name
+    assert [g['value'] for g in lpft['grid']] == [0.01, 1.0]
+    [run] = lpft['runs']
+    probe = results['reference']['runs'][0]
+    pretrained = torch.load(results['pretrain']['weights'],
+                            weights_only=True)['state_dict']
+    probed = torch.load(probe['checkpoint'], weights_only=True)['state_dict']
+    checkpoint = torch.load(run['checkpoint'], weights_only=True)
+    # SPDMonitorHook keeps the weights at the start of training: the
+    # pretrained backbone and the probe's head
+    start = checkpoint['spd_monitor_reference']
+    for key, value in start.items():
+        source = probed if key.startswith('head.') else pretrained
+        assert torch.equal(value, source[key]), key
 
 
 def test_publishes_one_model_per_method_for_the_model_zoo(demo):

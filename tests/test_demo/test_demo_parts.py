@@ -104,6 +104,20 @@ def test_protocol_demands_equal_grids_and_valid_seeds():
         DemoProtocol(finetune_epochs=0)
 
 
+def test_protocol_checks_lpft_and_wise_ft():
+    protocol = DemoProtocol()
+    assert osp.isfile(protocol.lpft.config)
+    assert len(protocol.lpft.grid) == len(METHODS[0].grid)
+    with pytest.raises(ValueError, match='lpft needs the reference'):
+        DemoProtocol(reference=None)
+    assert DemoProtocol(reference=None, lpft=None).lpft is None
+    with pytest.raises(ValueError, match=r"WiSE-FT methods \['sgd'\] are "
+                       r"not among"):
+        DemoProtocol(wise_ft_methods=('sgd', ))
+    with pytest.raises(ValueError, match=r'Invalid WiSE-FT alpha 1\.5'):
+        DemoProtocol(wise_ft_alphas=(0., 1.5))
+
+
 def test_stage_reruns_only_when_its_key_changes(tmp_path):
     calls = []
 
