@@ -8,7 +8,9 @@ Prepares the tiny ViT of tests/data/configs/tiny_vit_ddp.py with
 FSDP2Strategy three times (plain; activation checkpointing; bf16 mixed
 precision + activation checkpointing), runs one optimizer step on the same
 batch and writes (rank 0) what the test checks: dtypes seen in the forward,
-how often a checkpointed layer ran, the gradients' differences.
+how often a checkpointed layer ran, the gradients' differences. The plain
+run also saves its state as a sharded and as a full checkpoint
+(WORK_DIR/sharded.pth, WORK_DIR/full.pth).
 """
 import json
 import os.path as osp
@@ -35,7 +37,7 @@ def _batch(rank: int, world: int):
                               for i in mine])
 
 
-def _run(work_dir: str, model_cfg, **strategy_args) -> dict:
+def _run(work_dir: str, model_cfg, save_as=False, **strategy_args):
     from mmspd.engine.strategies import FSDP2Strategy
     torch.manual_seed(0)
     strategy = FSDP2Strategy(
@@ -57,6 +59,10 @@ def _run(work_dir: str, model_cfg, **strategy_args) -> dict:
     grads = {n: p.grad.full_tensor().clone()
              for n, p in model.named_parameters()}
     wrapper.step()
+    if save_as:  # the same state as both checkpoint kinds
+        strategy.save_checkpoint(osp.join(work_dir, 'sharded.pth'))
+        strategy.state_dict_type = 'full'
+        strategy.save_checkpoint(osp.join(work_dir, 'full.pth'))
     states = [s for s in wrapper.optimizer.state.values()]
     seen.update(
         param_dtypes=sorted({str(p.dtype) for p in model.parameters()}),
@@ -86,7 +92,8 @@ def main():
     cfg.model.data_preprocessor = cfg.data_preprocessor
     # a non-zero head, so the backbone gets gradients
     cfg.model.head.init_cfg = dict(type='Normal', layer='Linear', std=0.1)
-    plain, plain_grads = _run(work_dir, cfg.model, shard_modules=[LAYER])
+    plain, plain_grads = _run(work_dir, cfg.model, save_as=True,
+                              shard_modules=[LAYER])
     ac, ac_grads = _run(work_dir, cfg.model, shard_modules=[LAYER],
                         activation_checkpointing=[LAYER])
     mixed, mixed_grads = _run(

@@ -25,8 +25,6 @@ from tests.tool_modules import REPO
 
 CONFIGS = osp.join('tests', 'data', 'configs')
 MAX_ITERS = 6  # the configs'
-#: the optimizer of the runs (the configs' own is AdamSPD)
-OPTIMIZER = 'AdamW'
 
 
 def _free_port() -> int:
@@ -36,8 +34,10 @@ def _free_port() -> int:
 
 
 def _env(**extra):
+    path = os.pathsep.join(p for p in (REPO, os.environ.get('PYTHONPATH'))
+                           if p)
     return dict(os.environ, PYTHON=sys.executable, OMP_NUM_THREADS='1',
-                CUDA_VISIBLE_DEVICES='', **extra)
+                CUDA_VISIBLE_DEVICES='', PYTHONPATH=path, **extra)
 
 
 def _start(kind: str, nproc: int, work_dir, data_root, init,
@@ -51,7 +51,7 @@ def _start(kind: str, nproc: int, work_dir, data_root, init,
            '--work-dir', str(work_dir), *resume, '--cfg-options',
            f'train_dataloader.dataset.data_root={data_root}',
            f'val_dataloader.dataset.data_root={data_root}',
-           f'optim_wrapper.optimizer.type={OPTIMIZER}', f'load_from={init}',
+           f'load_from={init}',
            *cfg_options]
     return subprocess.Popen(cmd, cwd=REPO, env=_env(PORT=str(_free_port())),
                             stdout=log, stderr=subprocess.STDOUT), log
@@ -131,12 +131,37 @@ def test_fsdp2_equals_ddp_with_the_same_global_batch(runs):
     print(f'FSDP2 vs DDP after {MAX_ITERS} iterations: weights {diff:.3e}, '
           f'optimizer state {opt_diff:.3e} (update {update:.3e})')
     assert update > 1e-3  # it trained
-    assert diff <= 1e-6 * update
-    assert opt_diff <= 1e-6
+    # AdamSPD's per-tensor sums are added up in another order (shards, then
+    # an all-reduce); the rounding differences grow over the iterations
+    # through the gradients (measured 1.2e-7 on an update of 4.3e-2;
+    # with AdamW the two runs are bit-identical)
+    assert diff <= 1e-5 * update
+    assert opt_diff <= 1e-5
     # the checkpoint is a one-process mmengine checkpoint's equal
     assert fsdp2['optimizer']['param_groups'] == \
         ddp['optimizer']['param_groups']
     assert fsdp2['meta']['iter'] == MAX_ITERS
+    # AdamSPD's anchors are in both
+    for state in (ddp['optimizer']['state'], fsdp2['optimizer']['state']):
+        assert all('anchor' in s for s in state.values())
+    # SPD's statistics (SPDMonitorHook) agree: projected fraction, ratios
+    logs = [_spd_scalars(runs / f'{kind}.log') for kind in ('ddp', 'fsdp2')]
+    assert logs[0].keys() == logs[1].keys()
+    assert len(logs[0]['spd/projected_fraction']) == MAX_ITERS
+    assert max(logs[0]['spd/projected_fraction']) > 0  # SPD projected
+    for key in logs[0]:
+        assert logs[0][key] == pytest.approx(logs[1][key], rel=1e-3,
+                                             abs=1e-4), key
+
+
+def _spd_scalars(log_path) -> dict:
+    """Every ``spd/...: value`` of a training log, per key, in order."""
+    with open(log_path) as f:
+        found = re.findall(r'(spd/[\w./-]+): (-?[0-9.e+-]+)', f.read())
+    scalars = {}
+    for key, value in found:
+        scalars.setdefault(key, []).append(float(value))
+    return scalars
 
 
 @pytest.mark.slow
@@ -180,7 +205,7 @@ def test_mixed_precision_and_activation_checkpointing(tmp_path):
            osp.join('tests', 'test_engine', 'fsdp2_precision_worker.py'),
            str(tmp_path), str(out)]
     proc = subprocess.run(cmd, cwd=REPO, env=_env(), stdout=subprocess.PIPE,
-                          stderr=subprocess.STDOUT, text=True, timeout=300)
+                          stderr=subprocess.STDOUT, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout
     seen = json.loads(out.read_text())
     fp32 = ['torch.float32']
@@ -201,6 +226,14 @@ def test_mixed_precision_and_activation_checkpointing(tmp_path):
           f'{seen["mixed_grad_diff"]:.3e} (largest gradient '
           f'{seen["grad_scale"]:.3e})')
     assert 0 < seen['mixed_grad_diff'] <= 0.05 * seen['grad_scale']
+    # state_dict_type 'full' (one file from rank 0) holds exactly what the
+    # sharded checkpoint holds
+    full = torch.load(tmp_path / 'full.pth', map_location='cpu')
+    sharded = consolidate_sharded_checkpoint(str(tmp_path / 'sharded.pth'))
+    assert _max_diff(full['state_dict'], sharded['state_dict']) == 0.0
+    assert _optimizer_diff(full['optimizer'], sharded['optimizer']) == 0.0
+    assert full['optimizer']['param_groups'] == \
+        sharded['optimizer']['param_groups']
 
 
 def _strategy(tmp_path, **kwargs):

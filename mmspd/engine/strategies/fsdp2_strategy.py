@@ -337,16 +337,17 @@ class FSDP2Strategy(DDPStrategy):
         if self.state_dict_type == 'sharded':
             sc.save_sharded_checkpoint(filename, self.model, optimizer, extra)
             return
+        # collective; with cpu_offload only rank 0 receives the tensors
         options = StateDictOptions(full_state_dict=True, cpu_offload=True)
-        checkpoint = dict(extra)
-        checkpoint['state_dict'] = get_model_state_dict(self.model,
-                                                        options=options)
-        if optimizer is not None:
-            checkpoint['optimizer'] = sc.named_to_indexed_optimizer_state(
-                get_optimizer_state_dict(self.model, optimizer,
-                                         options=options))
+        model_state = get_model_state_dict(self.model, options=options)
+        optim_state = None if optimizer is None else \
+            get_optimizer_state_dict(self.model, optimizer, options=options)
         if dist.get_rank() == 0:
             from mmengine.runner.checkpoint import save_checkpoint
+            checkpoint = dict(extra, state_dict=model_state)
+            if optim_state is not None:
+                checkpoint['optimizer'] = \
+                    sc.named_to_indexed_optimizer_state(optim_state)
             tmp = filename + sc.TMP_SUFFIX
             save_checkpoint(checkpoint, tmp)
             sc.replace_file(tmp, filename)
