@@ -11,3 +11,11 @@ model = dict(
     data_preprocessor=dict(size=crop_size),
     decode_head=dict(num_classes=num_classes),
     auxiliary_head=dict(num_classes=num_classes))
+
+# mmseg's PascalContextDataset59 plus file checks when the data set is built
+# (missing split file, image or label map; label map of the wrong mode or
+# size): mmspd/segmentation/datasets.py
+dataset_type = 'CheckedPascalContextDataset59'
+train_dataloader = dict(dataset=dict(type=dataset_type))
+val_dataloader = dict(dataset=dict(type=dataset_type))
+test_dataloader = dict(dataset=dict(type=dataset_type))

@@ -7,9 +7,12 @@ Configs load it with::
                           allow_failed_imports=False)
 
 which registers :class:`ImageCorruption` in mmseg's ``TRANSFORMS`` and
-:class:`PascalMTDataset` in mmseg's ``DATASETS``.
+:class:`PascalMTDataset` and :class:`CheckedPascalContextDataset59` in
+mmseg's ``DATASETS``.
 """
-from .datasets import PascalMTDataset
+from .datasets import (CheckedPascalContextDataset59, PascalMTDataset,
+                       check_label_maps)
 from .transforms import ImageCorruption
 
-__all__ = ['ImageCorruption', 'PascalMTDataset']
+__all__ = ['ImageCorruption', 'PascalMTDataset',
+           'CheckedPascalContextDataset59', 'check_label_maps']

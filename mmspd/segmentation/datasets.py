@@ -1,5 +1,13 @@
-"""``PascalMTDataset``: semantic segmentation of the multi-task PASCAL-Context
-release (``PASCAL_MT``).
+"""Segmentation data sets that check their files before training:
+``PascalMTDataset`` (the multi-task PASCAL-Context release, ``PASCAL_MT``)
+and ``CheckedPascalContextDataset59`` (mmseg's PASCAL-Context-59 plus the
+same checks). :func:`check_label_maps` is the check: every image and label
+map exists, and every label map is an 8-bit single-channel image (PNG mode
+``L`` or ``P``) of its image's size; a bad one raises an error naming the
+file and what was expected when the data set is built, not deep inside a
+data-loader worker.
+
+``PASCAL_MT``:
 
 Robust fine-tuning work on PASCAL-Context with a Swin encoder (the SPD paper
 and the multi-task papers it follows) does not use mmseg's 59/60-class
@@ -22,8 +30,49 @@ from typing import List, Optional, Sequence
 
 import mmengine
 from mmengine import fileio
-from mmseg.datasets import BaseSegDataset, PascalVOCDataset
+from mmseg.datasets import (BaseSegDataset, PascalContextDataset59,
+                            PascalVOCDataset)
 from mmseg.registry import DATASETS
+from PIL import Image
+
+#: PIL modes of a label map: one 8-bit channel, grey or palette indices.
+LABEL_MAP_MODES = ('L', 'P')
+
+
+def check_label_maps(data_list: List[dict], split_file: str) -> None:
+    """Check the files of a segmentation data list (local files only).
+
+    For every ``dict(img_path, seg_map_path)``: both files exist, and the
+    label map is mode ``L`` or ``P`` (PIL reads only the headers) with the
+    image's width and height. Entries on another storage backend (a URI
+    such as ``s3://...``) are left to the loader. Raises
+    ``FileNotFoundError`` / ``ValueError`` naming the first bad file and
+    ``split_file``.
+    """
+    for info in data_list:
+        img_path, seg_path = info['img_path'], info.get('seg_map_path')
+        if '://' in str(img_path):
+            continue  # another backend (s3://, http://): the loader reads it
+        if not osp.isfile(img_path):
+            raise FileNotFoundError(f'Image {img_path!r} listed by '
+                                    f'{split_file!r} does not exist')
+        if seg_path is None:
+            continue
+        if not osp.isfile(seg_path):
+            raise FileNotFoundError(f'Label map {seg_path!r} of image '
+                                    f'{img_path!r} ({split_file!r}) does not '
+                                    f'exist')
+        with Image.open(seg_path) as label, Image.open(img_path) as img:
+            label_mode, label_size, img_size = label.mode, label.size, \
+                img.size
+        if label_mode not in LABEL_MAP_MODES or label_size != img_size:
+            raise ValueError(
+                f'Label map {seg_path!r} ({split_file!r}) is a '
+                f'{label_size[0]}x{label_size[1]} image of mode '
+                f'{label_mode!r}; expected an 8-bit single-channel label '
+                f'map (mode {" or ".join(LABEL_MAP_MODES)}, one class index '
+                f'per pixel, not a colour rendering) of the image\'s size '
+                f'{img_size[0]}x{img_size[1]} ({img_path!r})')
 
 
 @DATASETS.register_module()
@@ -43,13 +92,16 @@ class PascalMTDataset(BaseSegDataset):
         label_dirs: sub-folders of ``seg_map_path`` searched for each label
             map, first match wins.
         reduce_zero_label: must be ``False``: 0 is the background class.
+        check_files: run :func:`check_label_maps` on the data list (label
+            map mode and size; default True).
         **kwargs: as :class:`mmseg.datasets.BaseSegDataset`.
 
     Raises:
         FileNotFoundError: naming the split file when it is missing, or the
             first image whose picture or label map is missing (with the
             paths tried), when the data list is loaded.
-        ValueError: naming the split file when it lists no image.
+        ValueError: naming the split file when it lists no image, or the
+            first label map of the wrong mode or size.
     """
     METAINFO = copy.deepcopy(PascalVOCDataset.METAINFO)
 
@@ -60,7 +112,9 @@ class PascalMTDataset(BaseSegDataset):
                  img_suffix: str = '.jpg',
                  seg_map_suffix: str = '.png',
                  reduce_zero_label: bool = False,
+                 check_files: bool = True,
                  **kwargs) -> None:
+        self.check_files = check_files
         if reduce_zero_label:
             raise ValueError(f'PascalMTDataset needs reduce_zero_label=False '
                              f'(label 0 is the background class), got '
@@ -113,4 +167,38 @@ class PascalMTDataset(BaseSegDataset):
                 label_map=self.label_map,
                 reduce_zero_label=False,
                 seg_fields=[]))
+        if self.check_files:
+            check_label_maps(data_list, self.ann_file)
+        return data_list
+
+
+@DATASETS.register_module()
+class CheckedPascalContextDataset59(PascalContextDataset59):
+    """mmseg's ``PascalContextDataset59`` that checks its files when built.
+
+    Same arguments, classes and labels (``reduce_zero_label=True``: value 0
+    is ignored, 1..59 become 0..58); in addition ``check_files`` (default
+    True). Raises ``FileNotFoundError`` naming a missing split file (mmseg
+    asserts, or scans the image folder when ``ann_file`` is a folder) or a
+    missing image / label map, and ``ValueError`` naming an empty split
+    file or a label map of the wrong mode or size
+    (:func:`check_label_maps`).
+    """
+
+    def __init__(self, *args, check_files: bool = True, **kwargs) -> None:
+        self.check_files = check_files
+        super().__init__(*args, **kwargs)
+
+    def load_data_list(self) -> List[dict]:
+        if not osp.isfile(self.ann_file):
+            raise FileNotFoundError(
+                f'PASCAL-Context split file {self.ann_file!r} does not exist '
+                f'(expected ImageSets/SegmentationContext/<split>.txt, one '
+                f'image id per line)')
+        data_list = super().load_data_list()
+        if not data_list:
+            raise ValueError(f'PASCAL-Context split file {self.ann_file!r} '
+                             f'lists no image')
+        if self.check_files:
+            check_label_maps(data_list, self.ann_file)
         return data_list
