@@ -15,6 +15,7 @@ import mmspd  # noqa: F401  (registers optimizers, constructor, hooks)
 from mmspd.engine.launch import (LAUNCHERS, build_runner, configure_launch,
                                  finish_launch, load_config)
 from mmspd.engine.sharded_checkpoint import is_sharded_checkpoint
+from mmspd.engine.strict_loading import add_strict_loading_hook
 
 
 def parse_args(argv=None):
@@ -43,6 +44,7 @@ def main(argv=None):
     cfg.load_from = args.checkpoint
     cfg.resume = False
     configure_launch(cfg, args.launcher)
+    add_strict_loading_hook(cfg)  # exact pretrained / load_from weights
     metrics = build_runner(cfg).test()
     finish_launch()
     return metrics

@@ -18,6 +18,7 @@ from mmspd.engine.launch import (LAUNCHERS, build_runner, configure_launch,
                                  enable_amp, finish_launch, load_config)
 from mmspd.engine.resume import (resolve_auto_resume,
                                  use_crash_safe_checkpoints)
+from mmspd.engine.strict_loading import add_strict_loading_hook
 
 
 def parse_args(argv=None):
@@ -53,6 +54,7 @@ def main(argv=None):
         cfg.resume, cfg.load_from = True, args.resume
     configure_launch(cfg, args.launcher)
     use_crash_safe_checkpoints(cfg)
+    add_strict_loading_hook(cfg)  # exact pretrained / load_from weights
     resolve_auto_resume(cfg)
     build_runner(cfg).train()
     finish_launch()

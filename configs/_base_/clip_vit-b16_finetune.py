@@ -82,4 +82,13 @@ test_pipeline = [
 # Telemetry of the distance to the anchors (spd/* scalars, at the logger's
 # interval) for every optimizer, so the three methods can be plotted side by
 # side (tools/analysis_tools/plot_spd.py).
-custom_hooks = [dict(type='SPDMonitorHook')]
+custom_hooks = [dict(type='SPDMonitorHook'), dict(type='StrictLoadingHook')]
+# StrictLoadingHook (mmspd/engine/strict_loading.py): before the first step
+# the backbone must hold exactly the tensors of the CLIP file (none missing,
+# none unused, same shapes and values), and a load_from / test checkpoint
+# exactly the model's; otherwise one error lists the differences. Opt-out
+# for an intentional partial load: patterns of model keys in
+# strict_loading.pretrained_missing_ok / pretrained_unexpected_ok (or
+# load_from_missing_ok / load_from_unexpected_ok), or
+# --cfg-options strict_loading.pretrained=False (load_from=False).
+strict_loading = dict(pretrained=True, load_from=True)

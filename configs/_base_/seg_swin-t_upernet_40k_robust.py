@@ -30,6 +30,25 @@ model = dict(
     backbone=dict(
         init_cfg=dict(type='Pretrained', checkpoint=swin_t_checkpoint)))
 
+# StrictLoadingHook (mmspd/engine/strict_loading.py): before the first step
+# every backbone tensor must hold the checkpoint's value, and every tensor
+# of the checkpoint must be used, except the known differences between the
+# ImageNet classifier's file and mmseg's backbone: the four output norms
+# norm0..norm3 exist only in the segmentation backbone (they start at
+# LayerNorm's ones/zeros), and the classifier's final norm and the shifted
+# blocks' attention masks (a buffer mmseg recomputes) are not used.
+# A load_from / test checkpoint must match the model exactly. Opt-out:
+# --cfg-options strict_loading.pretrained=False (or load_from=False), or
+# more patterns in the *_ok lists.
+custom_hooks = [dict(type='StrictLoadingHook')]
+strict_loading = dict(
+    pretrained=True,
+    load_from=True,
+    pretrained_missing_ok=['backbone.norm[0-3].weight',
+                           'backbone.norm[0-3].bias'],
+    pretrained_unexpected_ok=['backbone.norm.weight', 'backbone.norm.bias',
+                              'backbone.stages.*.attn_mask'])
+
 param_scheduler = [
     dict(type='LinearLR', start_factor=1e-6, by_epoch=False, begin=0,
          end=1500),

@@ -1,7 +1,9 @@
 """mmengine glue (imports mmengine, never mmseg/mmpretrain/mmdet).
 
 Importing it registers mmspd's optimizers, optimizer-wrapper constructor,
-hooks, test loop and model wrappers in mmengine's root registries and
+hooks (:class:`StrictLoadingHook`: pretrained and ``load_from`` weights
+read exactly, :mod:`~mmspd.engine.strict_loading`), test loop and model
+wrappers in mmengine's root registries and
 makes mmengine checkpoints safe to resume under torch's weights-only loading.
 """
 from . import optimizers  # noqa: F401  (registers AdamSPD, AdamL2SP)
@@ -11,8 +13,10 @@ from .model_wrappers import CPUDistributedDataParallel
 from .optim_wrapper_constructor import SPDOptimWrapperConstructor
 from .runner import RobustTestLoop
 from .strategies import FSDP2Strategy
+from .strict_loading import StrictLoadingHook
 
 __all__ = [
     'SPDOptimWrapperConstructor', 'CPUDistributedDataParallel',
-    'SPDMonitorHook', 'CrashSafeCheckpointHook', 'RobustTestLoop'
+    'SPDMonitorHook', 'CrashSafeCheckpointHook', 'RobustTestLoop',
+    'StrictLoadingHook'
 ]
