@@ -69,3 +69,27 @@ def adam_spd_step(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs,
                                    max_exp_avg_sqs or [], anchors or [],
                                    [float(s) for s in steps], beta1, beta2,
                                    lr, eps, weight_decay)
+
+
+def serves_two_pass(params: List[Tensor]) -> bool:
+    """:func:`serves`, for a build that also has the two-pass entry points
+    (:func:`adam_spd_propose`, :func:`adam_spd_project`)."""
+    return serves(params) and hasattr(extension, 'adam_spd_propose')
+
+
+def adam_spd_propose(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs,
+                     anchors, steps, *, beta1: float, beta2: float, lr: float,
+                     eps: float) -> Tensor:
+    """Pass 1 of the step in the compiled kernel (in place: moments, and
+    Adam's proposal ``q`` in ``params``). Returns the per-tensor sums
+    ``g . (p - a)``, ``|p - a|^2``, ``|q - a|^2`` (``[n, 3]``, float64)."""
+    return extension.adam_spd_propose(params, grads, exp_avgs, exp_avg_sqs,
+                                      max_exp_avg_sqs or [], anchors or [],
+                                      [float(s) for s in steps], beta1, beta2,
+                                      lr, eps)
+
+
+def adam_spd_project(params, anchors, keeps: Tensor) -> None:
+    """Pass 2 in the compiled kernel: ``p = a + keep * (p - a)`` where a
+    tensor's keep factor (``keeps``, one per tensor, CPU) is not 1."""
+    extension.adam_spd_project(params, anchors or [], keeps.tolist())

@@ -4,16 +4,17 @@ From "Rethinking Weight Decay for Robust Fine-Tuning of Foundation Models"
 (Tian, Huang, Kira; NeurIPS 2024, arXiv:2411.01713). Written from the
 algorithm's statement in the paper; no code of the authors' is used.
 """
-from typing import Dict, List, Optional, Union
+from typing import Callable, Dict, List, Optional, Union
 
 import torch
 from torch import Tensor
 
-from . import _native, _triton_kernels
+from . import _native, _triton_kernels, _two_pass
 from ._adam_math import (adam_moments_, adam_moments_foreach_,
                          adam_update_foreach_, kernel_lr)
 from ._grouping import (group_by_device_and_dtype, split_contiguous,
                         split_for_cache)
+from ._tensor_sums import flat_dot, l2_norm, l2_norms
 from .anchored_adam import AnchoredAdam, GroupTensors, pick_kernel
 
 __all__ = ['AdamSPD', 'adam_spd']
@@ -67,7 +68,9 @@ class AdamSPD(AnchoredAdam):
                  kernel=kernel,
                  amsgrad=group['amsgrad'], beta1=beta1, beta2=beta2,
                  lr=group['lr'], weight_decay=group['weight_decay'],
-                 eps=group['eps'], ratios_out=self._last_ratios)
+                 eps=group['eps'], ratios_out=self._last_ratios,
+                 reduce_sums=(None if tensors.shards is None else
+                              tensors.shards.reduce))
 
     def projection_statistics(self) -> Dict[str, float]:
         """What SPD did at the last step, over the tensors it considered.
@@ -98,7 +101,9 @@ def adam_spd(params: List[Tensor], grads: List[Tensor],
              steps: List[Union[float, Tensor]], *, kernel: str,
              amsgrad: bool, beta1: float, beta2: float,
              lr: float, weight_decay: float, eps: float,
-             ratios_out: Optional[List[Tensor]] = None) -> None:
+             ratios_out: Optional[List[Tensor]] = None,
+             reduce_sums: Optional[Callable[[Tensor], Tensor]] = None
+             ) -> None:
     """Functional AdamSPD step (see :class:`AdamSPD` for the math).
 
     Updates ``params`` and the moments in place. ``anchors=None`` means zero
@@ -112,32 +117,30 @@ def adam_spd(params: List[Tensor], grads: List[Tensor],
     If ``ratios_out`` is a list, the tensors of per-tensor projection ratios
     (0 where not projected) are appended to it; with ``weight_decay == 0``
     SPD is off and nothing is appended.
+    ``reduce_sums`` is for tensors that are local shards of larger ones: it
+    maps the ``[n, 3]`` local sums ``g . (p - a)``, ``|p - a|^2``,
+    ``|q - a|^2`` to the sums over whole tensors (e.g.
+    :meth:`mmspd.optim._dtensor.ShardedSums.reduce`, one all-reduce); the
+    kernel then runs in two passes around it (:mod:`mmspd.optim._two_pass`).
     """
     kernels = dict(loop=_single_tensor_adam_spd,
                    foreach=_multi_tensor_adam_spd, fused=_fused_adam_spd,
                    triton=_triton_kernels.adam_spd_step)
     run = pick_kernel(kernels, kernel)
     lr = kernel_lr(lr, kernel, steps)  # a tensor lr: see kernel_lr
+    if reduce_sums is not None and weight_decay != 0:
+        # sharded: decide from the sums over every shard (two passes)
+        sums, proposals = _two_pass.propose(
+            kernel, params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs,
+            anchors, steps, amsgrad=amsgrad, beta1=beta1, beta2=beta2, lr=lr,
+            eps=eps)
+        keeps = keep_factors_from_sums(reduce_sums(sums), weight_decay,
+                                       ratios_out)
+        _two_pass.project(kernel, params, anchors, keeps, proposals)
+        return
     run(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, anchors, steps,
         amsgrad=amsgrad, beta1=beta1, beta2=beta2, lr=lr,
         weight_decay=weight_decay, eps=eps, ratios_out=ratios_out)
-
-
-def flat_dot(x: Tensor, y: Tensor) -> Tensor:
-    """Dot product of two same-shape tensors over all elements (0-d).
-
-    Half-precision inputs are accumulated in float32.
-    """
-    if x.dtype in (torch.float16, torch.bfloat16):
-        x, y = x.float(), y.float()
-    return torch.dot(x.reshape(-1), y.reshape(-1))
-
-
-def l2_norm(x: Tensor) -> Tensor:
-    """L2 norm over all elements (0-d); float32 for half precision."""
-    if x.dtype in (torch.float16, torch.bfloat16):
-        return torch.linalg.vector_norm(x, dtype=torch.float32)
-    return torch.linalg.vector_norm(x)
 
 
 def projection_ratios(dots: Tensor, deviation_norms: Tensor,
@@ -154,14 +157,6 @@ def projection_ratios(dots: Tensor, deviation_norms: Tensor,
     ratio = torch.where(proposal_norms > 0, ratio, torch.zeros_like(ratio))
     selected = dots > 0  # SPD's condition c = -g.(p - a) < 0
     return ratio * selected
-
-
-def l2_norms(tensors: List[Tensor]) -> Tensor:
-    """:func:`l2_norm` of each tensor, stacked (one C++ call for the list
-    where the dtype allows, with the same per-tensor arithmetic)."""
-    if tensors[0].dtype in (torch.float16, torch.bfloat16):
-        return torch.stack([l2_norm(t) for t in tensors])
-    return torch.stack(torch._foreach_norm(tensors))
 
 
 def keep_factors(dots: Tensor, deviation_norms: Tensor,

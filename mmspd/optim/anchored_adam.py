@@ -28,6 +28,9 @@ import torch
 from torch import Tensor
 from torch.optim import Optimizer
 
+from ._dtensor import (SHARDING_ADVICE, ShardedSums, check_dtensor_step,
+                       flat_sharding_refusal, is_dtensor, local_tensor)
+
 #: The values the ``anchor`` option of a parameter group may take.
 ANCHOR_MODES = ('init', 'zero')
 
@@ -205,6 +208,9 @@ class GroupTensors:
         #: step counts after this step's increment: Python numbers, or
         #: the counter tensors themselves in ``capturable`` groups
         self.steps: List[Union[float, Tensor]] = []
+        #: for local shards of DTensors: how their per-tensor sums are
+        #: added up over the shards (``None``: whole tensors)
+        self.shards: Optional[ShardedSums] = None
 
 
 class AnchoredAdam(Optimizer):
@@ -281,9 +287,20 @@ class AnchoredAdam(Optimizer):
         try:
             check_hyperparameters(self.param_groups[index],
                                   f'parameter group {index}')
+            self._refuse_flat_sharding(self.param_groups[index]['params'])
         except ValueError:
             self.param_groups.pop()
             raise
+
+    def _refuse_flat_sharding(self, params: List[Tensor]) -> None:
+        for p in params:
+            reason = flat_sharding_refusal(p)
+            if reason is not None:
+                raise ValueError(
+                    f'{type(self).__name__} cannot step a parameter of shape '
+                    f'{tuple(p.shape)} exactly: {reason}, while its '
+                    f'decision needs sums over the whole tensor. '
+                    f'{SHARDING_ADVICE[0].upper()}{SHARDING_ADVICE[1:]}.')
 
     def __setstate__(self, state: Dict[str, Any]) -> None:
         super().__setstate__(state)
@@ -425,6 +442,7 @@ class AnchoredAdam(Optimizer):
                     f'precision; use anchor_dtype=None (the parameter\'s '
                     f'dtype) or a narrower one')
             state = self.state.get(p)
+            check_dtensor_step(p, index, state or {}, name)
             if group['anchor'] == 'init' and state and 'anchor' not in state:
                 raise RuntimeError(
                     f"{name}: parameter {index} is in an anchor='init' "
@@ -432,9 +450,9 @@ class AnchoredAdam(Optimizer):
                     f"(was its group switched from anchor='zero'?); "
                     f'call reset_anchors() to anchor it at its current '
                     f'value')
-        # raises if fused=True cannot be honoured
-        return select_kernel(
-            group, [p for p in group['params'] if p.grad is not None])
+        # raises if fused=True cannot be honoured; the kernels see shards
+        return select_kernel(group, [
+            local_tensor(p) for p in group['params'] if p.grad is not None])
 
     def _gather(self, group: Dict[str, Any]) -> GroupTensors:
         """Collect (creating state) the group's parameters with a gradient.
@@ -444,6 +462,7 @@ class AnchoredAdam(Optimizer):
         tensors = GroupTensors()
         capturable = group['capturable']
         step_counters: List[Tensor] = []
+        stepped: List[Tensor] = []
         if group['amsgrad']:
             tensors.max_exp_avg_sqs = []
         if group['anchor'] == 'init':
@@ -466,18 +485,39 @@ class AnchoredAdam(Optimizer):
                 step = state['step'] = step.to(
                     p.device if capturable else 'cpu')
             step_counters.append(step)
-            tensors.params.append(p)
-            tensors.grads.append(p.grad)
-            tensors.exp_avgs.append(state['exp_avg'])
-            tensors.exp_avg_sqs.append(state['exp_avg_sq'])
+            stepped.append(p)
+            tensors.params.append(local_tensor(p))
+            tensors.grads.append(local_tensor(p.grad))
+            tensors.exp_avgs.append(local_tensor(state['exp_avg']))
+            tensors.exp_avg_sqs.append(local_tensor(state['exp_avg_sq']))
             if tensors.max_exp_avg_sqs is not None:
-                tensors.max_exp_avg_sqs.append(state['max_exp_avg_sq'])
+                tensors.max_exp_avg_sqs.append(
+                    local_tensor(state['max_exp_avg_sq']))
+        if tensors.anchors is not None:
+            tensors.anchors = [local_tensor(a) for a in tensors.anchors]
+        tensors.shards = self._sharded_sums(group, stepped)
         if step_counters:
             torch._foreach_add_(step_counters, 1)
             # host counters (moved there above): one read for the group
             tensors.steps = (step_counters if capturable else
                              torch.stack(step_counters).tolist())
         return tensors
+
+    def _sharded_sums(self, group: Dict[str, Any],
+                      params: List[Tensor]) -> Optional[ShardedSums]:
+        """How to reduce this step's per-tensor sums of ``group`` over the
+        shards (``None`` when no parameter is a DTensor). Made once per
+        group and set of stepped parameters, then reused."""
+        if not any(map(is_dtensor, params)):
+            return None
+        # kept on the optimizer, not in the group: it holds process groups,
+        # which state dicts and pickles must not carry
+        plans = self.__dict__.setdefault('_sharded_sums_cache', {})
+        key = tuple(map(id, params))
+        cached = plans.get(id(group))
+        if cached is None or cached[0] != key:
+            cached = plans[id(group)] = (key, ShardedSums(params))
+        return cached[1]
 
     @torch.no_grad()
     def step(self, closure: Optional[Callable[[], float]] = None):

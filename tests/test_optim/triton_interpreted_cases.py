@@ -324,3 +324,31 @@ def test_state_dict_of_a_triton_run_resumes_on_another_kernel(on_triton):
     step_in_lockstep([(params, opt), (copies, resumed)], stream[3:])
     for a, b in zip(params, copies):
         torch.testing.assert_close(a, b, rtol=0, atol=1e-6)
+
+
+def test_two_pass_step_on_halves_equals_the_loop_on_whole_tensors():
+    """A sharded step in one process: each tensor split in two halves (as
+    two shards), the halves' sums added pairwise by ``reduce_sums`` as the
+    all-reduce would; float64 and non-contiguous halves take foreach."""
+    from tests.test_optim.test_sharded_step import (halves_of,
+                                                    pairwise_reduce)
+    whole = _lists(shapes=[(12, 3), (9, ), (4, 2)])
+    whole['steps'] = [3.0, 2.0, 5.0]
+    for i, (p, a) in enumerate(zip(whole['params'], whole['anchors'])):
+        whole['grads'][i] = 0.1 * (p - a)  # projected
+        whole['exp_avgs'][i] = -(p - a)
+    halves = halves_of(whole)
+    for key in halves:  # one float64 pair of halves: the foreach form
+        if key != 'steps':
+            halves[key][2] = halves[key][2].double()
+            halves[key][3] = halves[key][3].double()
+    kwargs = dict(amsgrad=True, weight_decay=1.0, **HYPER)
+    ratios = []
+    adam_spd(*halves.values(), kernel='triton', reduce_sums=pairwise_reduce,
+             ratios_out=ratios, **kwargs)
+    adam_spd(*whole.values(), kernel='loop', **kwargs)
+    for i, p in enumerate(whole['params']):
+        joined = torch.cat([halves['params'][2 * i].float(),
+                            halves['params'][2 * i + 1].float()])
+        torch.testing.assert_close(joined, p, rtol=0, atol=1e-6)
+    assert int((torch.cat(ratios) > 0).sum()) >= 4

@@ -234,23 +234,32 @@ struct Block {
   int64_t begin, end;
 };
 
-// Steps all tensors of a list: every block of every tensor is one work
-// item, so the list takes two parallel regions (one per pass) whatever its
-// number of tensors, and small tensors are spread over the threads too.
-// Writes each tensor's ratio r (0 where not projected) into `ratios`.
-template <typename T, typename A, bool kAnchor, bool kAmsgrad>
-void step_chunk(const TensorArgs* tensors, size_t count, const Hyper& h,
-                double* ratios) {
-  const Isa isa = active_isa();
+// The blocks of `count` tensors; first_block[t] is tensor t's first block
+// (first_block[count] == blocks.size()).
+std::vector<Block> make_blocks(const TensorArgs* tensors, size_t count,
+                               std::vector<size_t>* first_block) {
   std::vector<Block> blocks;
-  std::vector<size_t> first_block(count + 1);
+  first_block->assign(count + 1, 0);
   for (size_t t = 0; t < count; ++t) {
-    first_block[t] = blocks.size();
+    (*first_block)[t] = blocks.size();
     for (int64_t begin = 0; begin < tensors[t].n; begin += kBlock) {
       blocks.push_back({t, begin, std::min(tensors[t].n, begin + kBlock)});
     }
   }
-  first_block[count] = blocks.size();
+  (*first_block)[count] = blocks.size();
+  return blocks;
+}
+
+// Pass 1 over every block of `count` tensors in one parallel loop: Adam's
+// moments, the proposal q written into p, and per tensor the sums g.d,
+// |d|^2, |q - a|^2 (block sums added in block order: thread-independent),
+// written to tensor_sums[3 t + 0..2].
+template <typename T, typename A, bool kAnchor, bool kAmsgrad>
+void propose_blocks(const TensorArgs* tensors, size_t count, const Hyper& h,
+                    const std::vector<Block>& blocks,
+                    const std::vector<size_t>& first_block,
+                    double* tensor_sums) {
+  const Isa isa = active_isa();
   const T beta2 = static_cast<T>(h.beta2);
   const T one_minus_beta1 = static_cast<T>(1 - h.beta1);
   const T one_minus_beta2 = static_cast<T>(1 - h.beta2);
@@ -261,7 +270,6 @@ void step_chunk(const TensorArgs* tensors, size_t count, const Hyper& h,
     step_sizes[t] = static_cast<T>(h.lr / (1 - std::pow(h.beta1, step)));
     bias2_sqrts[t] = static_cast<T>(std::sqrt(1 - std::pow(h.beta2, step)));
   }
-  // per block: g.d, |d|^2, |q - a|^2
   std::vector<double> sums(3 * blocks.size());
   at::parallel_for(0, blocks.size(), 1, [&](int64_t first, int64_t last) {
     for (int64_t b = first; b < last; ++b) {
@@ -276,8 +284,6 @@ void step_chunk(const TensorArgs* tensors, size_t count, const Hyper& h,
           &sums[3 * b]);
     }
   });
-  std::vector<T> keeps(count, T(1));
-  bool any_shrink = false;
   for (size_t t = 0; t < count; ++t) {
     double dot = 0, dev2 = 0, prop2 = 0;
     for (size_t b = first_block[t]; b < first_block[t + 1]; ++b) {
@@ -285,22 +291,20 @@ void step_chunk(const TensorArgs* tensors, size_t count, const Hyper& h,
       dev2 += sums[3 * b + 1];
       prop2 += sums[3 * b + 2];
     }
-    // SPD's condition: the gradient does not pull toward the anchor.
-    const double proposal_norm = std::sqrt(prop2);
-    double ratio = 0;
-    if (dot > 0 && proposal_norm > 0) {
-      ratio = std::clamp((proposal_norm - std::sqrt(dev2)) / proposal_norm,
-                         0.0, 1.0);
-    }
-    ratios[t] = ratio;
-    if (ratio > 0 && h.lambda != 0) {
-      keeps[t] = static_cast<T>(1 - h.lambda * ratio);
-      any_shrink = true;
-    }
+    tensor_sums[3 * t] = dot;
+    tensor_sums[3 * t + 1] = dev2;
+    tensor_sums[3 * t + 2] = prop2;
   }
-  if (!any_shrink) return;
-  // Same split of the blocks over the threads as pass 1, walked backwards:
-  // each thread starts with the blocks it touched last, still in its cache.
+}
+
+// Pass 2: p = a + keep (p - a) over the blocks of tensors whose keep is not
+// 1. The same split of the blocks over the threads as pass 1, walked
+// backwards: each thread starts with the blocks it touched last, still in
+// its cache.
+template <typename T, typename A, bool kAnchor>
+void shrink_blocks(const TensorArgs* tensors,
+                   const std::vector<Block>& blocks, const T* keeps) {
+  const Isa isa = active_isa();
   at::parallel_for(0, blocks.size(), 1, [&](int64_t first, int64_t last) {
     for (int64_t b = last - 1; b >= first; --b) {
       const Block& blk = blocks[b];
@@ -313,9 +317,43 @@ void step_chunk(const TensorArgs* tensors, size_t count, const Hyper& h,
   });
 }
 
+// Steps all tensors of a list: every block of every tensor is one work
+// item, so the list takes two parallel regions (one per pass) whatever its
+// number of tensors, and small tensors are spread over the threads too.
+// Writes each tensor's ratio r (0 where not projected) into `ratios`.
 template <typename T, typename A, bool kAnchor, bool kAmsgrad>
-void step_list(const std::vector<TensorArgs>& tensors, const Hyper& h,
-               double* ratios) {
+void step_chunk(const TensorArgs* tensors, size_t count, const Hyper& h,
+                double* ratios) {
+  std::vector<size_t> first_block;
+  const std::vector<Block> blocks = make_blocks(tensors, count, &first_block);
+  std::vector<double> sums(3 * count);
+  propose_blocks<T, A, kAnchor, kAmsgrad>(tensors, count, h, blocks,
+                                          first_block, sums.data());
+  std::vector<T> keeps(count, T(1));
+  bool any_shrink = false;
+  for (size_t t = 0; t < count; ++t) {
+    // SPD's condition: the gradient does not pull toward the anchor.
+    const double dot = sums[3 * t];
+    const double proposal_norm = std::sqrt(sums[3 * t + 2]);
+    double ratio = 0;
+    if (dot > 0 && proposal_norm > 0) {
+      ratio = std::clamp(
+          (proposal_norm - std::sqrt(sums[3 * t + 1])) / proposal_norm, 0.0,
+          1.0);
+    }
+    ratios[t] = ratio;
+    if (ratio > 0 && h.lambda != 0) {
+      keeps[t] = static_cast<T>(1 - h.lambda * ratio);
+      any_shrink = true;
+    }
+  }
+  if (any_shrink) shrink_blocks<T, A, kAnchor>(tensors, blocks, keeps.data());
+}
+
+// The chunks of consecutive tensors, about kChunk elements each, that
+// step_list and propose_list walk: [bounds[i], bounds[i + 1]).
+std::vector<size_t> chunk_bounds(const std::vector<TensorArgs>& tensors) {
+  std::vector<size_t> bounds{0};
   size_t first = 0;
   while (first < tensors.size()) {
     size_t last = first;
@@ -323,22 +361,55 @@ void step_list(const std::vector<TensorArgs>& tensors, const Hyper& h,
     do {
       numel += tensors[last++].n;
     } while (last < tensors.size() && numel + tensors[last].n <= kChunk);
-    step_chunk<T, A, kAnchor, kAmsgrad>(&tensors[first], last - first, h,
-                                        ratios + first);
+    bounds.push_back(last);
     first = last;
+  }
+  return bounds;
+}
+
+template <typename T, typename A, bool kAnchor, bool kAmsgrad>
+void step_list(const std::vector<TensorArgs>& tensors, const Hyper& h,
+               double* ratios) {
+  const std::vector<size_t> bounds = chunk_bounds(tensors);
+  for (size_t c = 0; c + 1 < bounds.size(); ++c) {
+    step_chunk<T, A, kAnchor, kAmsgrad>(&tensors[bounds[c]],
+                                        bounds[c + 1] - bounds[c], h,
+                                        ratios + bounds[c]);
   }
 }
 
-template <typename T, typename A>
-void step_list_any(const std::vector<TensorArgs>& tensors, bool anchored,
-                   bool amsgrad, const Hyper& h, double* ratios) {
-  if (anchored) {
-    amsgrad ? step_list<T, A, true, true>(tensors, h, ratios)
-            : step_list<T, A, true, false>(tensors, h, ratios);
-  } else {
-    amsgrad ? step_list<T, A, false, true>(tensors, h, ratios)
-            : step_list<T, A, false, false>(tensors, h, ratios);
+// Pass 1 only, chunk by chunk; per tensor sums into sums[3 t + 0..2].
+template <typename T, typename A, bool kAnchor, bool kAmsgrad>
+void propose_list(const std::vector<TensorArgs>& tensors, const Hyper& h,
+                  double* sums) {
+  const std::vector<size_t> bounds = chunk_bounds(tensors);
+  for (size_t c = 0; c + 1 < bounds.size(); ++c) {
+    const size_t count = bounds[c + 1] - bounds[c];
+    std::vector<size_t> first_block;
+    const std::vector<Block> blocks =
+        make_blocks(&tensors[bounds[c]], count, &first_block);
+    propose_blocks<T, A, kAnchor, kAmsgrad>(&tensors[bounds[c]], count, h,
+                                            blocks, first_block,
+                                            sums + 3 * bounds[c]);
   }
+}
+
+// What a call does with the lists: a whole step, or pass 1 only.
+enum class Mode { kStep, kPropose };
+
+template <typename T, typename A>
+void run_list(Mode mode, const std::vector<TensorArgs>& tensors,
+              bool anchored, bool amsgrad, const Hyper& h, double* out) {
+#define MMSPD_RUN(ANCHOR, AMSGRAD)                                  \
+  (mode == Mode::kStep                                              \
+       ? step_list<T, A, ANCHOR, AMSGRAD>(tensors, h, out)          \
+       : propose_list<T, A, ANCHOR, AMSGRAD>(tensors, h, out))
+  if (anchored) {
+    amsgrad ? MMSPD_RUN(true, true) : MMSPD_RUN(true, false);
+  } else {
+    amsgrad ? MMSPD_RUN(false, true) : MMSPD_RUN(false, false);
+  }
+#undef MMSPD_RUN
 }
 
 void check_tensor(const torch::Tensor& t, const torch::Tensor& param,
@@ -351,6 +422,120 @@ void check_tensor(const torch::Tensor& t, const torch::Tensor& param,
               " elements", same_dtype ? " of the parameter's dtype" : "",
               "; got ", t.defined() ? t.toString() : std::string("None"),
               " of shape ", t.defined() ? t.sizes() : torch::IntArrayRef{});
+}
+
+// Checks params (contiguous CPU float32/float64 of one dtype) and anchors
+// (empty, or one per parameter, of one floating dtype); returns that dtype.
+torch::ScalarType check_params_and_anchors(
+    const std::vector<torch::Tensor>& params,
+    const std::vector<torch::Tensor>& anchors) {
+  const size_t count = params.size();
+  TORCH_CHECK(anchors.empty() || anchors.size() == count,
+              "adam_spd_cpu: the tensor lists must have one entry per "
+              "parameter (", count, ")");
+  const auto dtype = count ? params[0].scalar_type() : torch::kFloat;
+  const auto anchor_dtype = anchors.empty() ? dtype : anchors[0].scalar_type();
+  for (size_t i = 0; i < count; ++i) {
+    const auto& p = params[i];
+    check_tensor(p, p, "params", i, true);
+    TORCH_CHECK(p.scalar_type() == torch::kFloat ||
+                    p.scalar_type() == torch::kDouble,
+                "adam_spd_cpu: params[", i, "] must be float32 or float64, "
+                "got ", p.scalar_type());
+    TORCH_CHECK(p.scalar_type() == dtype,
+                "adam_spd_cpu: all params must share one dtype; params[", i,
+                "] is ", p.scalar_type(), ", params[0] ", dtype);
+    if (!anchors.empty()) {
+      check_tensor(anchors[i], p, "anchors", i, false);
+      TORCH_CHECK(anchors[i].scalar_type() == anchor_dtype,
+                  "adam_spd_cpu: all anchors must share one dtype; anchors[",
+                  i, "] is ", anchors[i].scalar_type(), ", anchors[0] ",
+                  anchor_dtype);
+    }
+  }
+  return anchor_dtype;
+}
+
+// Calls fn.template operator()<T, A>() for the parameters' dtype T and the
+// anchors' dtype A (nothing has been changed when it raises).
+template <typename Fn>
+void dispatch_dtypes(torch::ScalarType dtype, torch::ScalarType anchor_dtype,
+                     const Fn& fn) {
+  AT_DISPATCH_FLOATING_TYPES(dtype, "adam_spd_cpu", [&] {
+    using T = scalar_t;
+    switch (anchor_dtype) {
+      case torch::kBFloat16:
+        fn.template operator()<T, at::BFloat16>();
+        break;
+      case torch::kHalf:
+        fn.template operator()<T, at::Half>();
+        break;
+      case torch::kFloat:
+        fn.template operator()<T, float>();
+        break;
+      case torch::kDouble:
+        fn.template operator()<T, double>();
+        break;
+      default:
+        TORCH_CHECK(false, "adam_spd_cpu: anchors must be float16, "
+                    "bfloat16, float32 or float64, got ", anchor_dtype);
+    }
+  });
+}
+
+// Pass 1 (kPropose: the per-tensor sums, [count, 3]) or the whole step
+// (kStep: the per-tensor ratios, [count]) of the lists, in place.
+torch::Tensor run_lists(Mode mode, const std::vector<torch::Tensor>& params,
+                        const std::vector<torch::Tensor>& grads,
+                        const std::vector<torch::Tensor>& exp_avgs,
+                        const std::vector<torch::Tensor>& exp_avg_sqs,
+                        const std::vector<torch::Tensor>& max_exp_avg_sqs,
+                        const std::vector<torch::Tensor>& anchors,
+                        const std::vector<double>& steps, double beta1,
+                        double beta2, double lr, double eps,
+                        double weight_decay) {
+  const size_t count = params.size();
+  TORCH_CHECK(grads.size() == count && exp_avgs.size() == count &&
+                  exp_avg_sqs.size() == count && steps.size() == count &&
+                  (max_exp_avg_sqs.empty() ||
+                   max_exp_avg_sqs.size() == count),
+              "adam_spd_cpu: the tensor lists must have one entry per "
+              "parameter (", count, ")");
+  const auto anchor_dtype = check_params_and_anchors(params, anchors);
+  const bool anchored = !anchors.empty();
+  const bool amsgrad = !max_exp_avg_sqs.empty();
+  for (size_t i = 0; i < count; ++i) {
+    const auto& p = params[i];
+    check_tensor(grads[i], p, "grads", i, true);
+    check_tensor(exp_avgs[i], p, "exp_avgs", i, true);
+    check_tensor(exp_avg_sqs[i], p, "exp_avg_sqs", i, true);
+    if (amsgrad) {
+      check_tensor(max_exp_avg_sqs[i], p, "max_exp_avg_sqs", i, true);
+    }
+  }
+  std::vector<TensorArgs> tensors(count);
+  for (size_t i = 0; i < count; ++i) {
+    tensors[i] = {params[i].data_ptr(),
+                  grads[i].data_ptr(),
+                  exp_avgs[i].data_ptr(),
+                  exp_avg_sqs[i].data_ptr(),
+                  amsgrad ? max_exp_avg_sqs[i].data_ptr() : nullptr,
+                  anchored ? anchors[i].data_ptr() : nullptr,
+                  params[i].numel(),
+                  steps[i]};
+  }
+  const Hyper hyper{beta1, beta2, lr, eps, weight_decay};
+  const int64_t n = static_cast<int64_t>(count);
+  auto out = mode == Mode::kStep
+                 ? torch::zeros({n}, torch::dtype(torch::kFloat64))
+                 : torch::zeros({n, 3}, torch::dtype(torch::kFloat64));
+  double* data = out.data_ptr<double>();
+  const auto dtype = count ? params[0].scalar_type() : torch::kFloat;
+  pybind11::gil_scoped_release no_gil;
+  dispatch_dtypes(dtype, anchor_dtype, [&]<typename T, typename A>() {
+    run_list<T, A>(mode, tensors, anchored, amsgrad, hyper, data);
+  });
+  return out;
 }
 
 }  // namespace
@@ -369,80 +554,58 @@ torch::Tensor adam_spd_step(const std::vector<torch::Tensor>& params,
                             const std::vector<double>& steps, double beta1,
                             double beta2, double lr, double eps,
                             double weight_decay) {
+  return run_lists(Mode::kStep, params, grads, exp_avgs, exp_avg_sqs,
+                   max_exp_avg_sqs, anchors, steps, beta1, beta2, lr, eps,
+                   weight_decay);
+}
+
+// Pass 1 of the step alone (same arguments, no lambda): moments updated,
+// Adam's proposal q written into the parameters. Returns the per-tensor
+// sums g.(p - a), |p - a|^2, |q - a|^2 as a [count, 3] float64 tensor, so
+// that a sharded step can reduce them over the shards before
+// adam_spd_project.
+torch::Tensor adam_spd_propose(
+    const std::vector<torch::Tensor>& params,
+    const std::vector<torch::Tensor>& grads,
+    const std::vector<torch::Tensor>& exp_avgs,
+    const std::vector<torch::Tensor>& exp_avg_sqs,
+    const std::vector<torch::Tensor>& max_exp_avg_sqs,
+    const std::vector<torch::Tensor>& anchors,
+    const std::vector<double>& steps, double beta1, double beta2, double lr,
+    double eps) {
+  return run_lists(Mode::kPropose, params, grads, exp_avgs, exp_avg_sqs,
+                   max_exp_avg_sqs, anchors, steps, beta1, beta2, lr, eps,
+                   0.0);
+}
+
+// Pass 2 alone: p = a + keep (p - a) (p = keep p for zero anchors) for
+// every tensor whose keep differs from 1; keeps holds one factor per
+// parameter.
+void adam_spd_project(const std::vector<torch::Tensor>& params,
+                      const std::vector<torch::Tensor>& anchors,
+                      const std::vector<double>& keeps) {
   const size_t count = params.size();
-  TORCH_CHECK(grads.size() == count && exp_avgs.size() == count &&
-                  exp_avg_sqs.size() == count && steps.size() == count &&
-                  (max_exp_avg_sqs.empty() ||
-                   max_exp_avg_sqs.size() == count) &&
-                  (anchors.empty() || anchors.size() == count),
-              "adam_spd_cpu: the tensor lists must have one entry per "
-              "parameter (", count, ")");
+  TORCH_CHECK(keeps.size() == count, "adam_spd_cpu: keeps must have one "
+              "entry per parameter (", count, "), got ", keeps.size());
+  const auto anchor_dtype = check_params_and_anchors(params, anchors);
   const bool anchored = !anchors.empty();
-  const bool amsgrad = !max_exp_avg_sqs.empty();
-  const auto dtype = count ? params[0].scalar_type() : torch::kFloat;
-  const auto anchor_dtype = anchored ? anchors[0].scalar_type() : dtype;
-  for (size_t i = 0; i < count; ++i) {
-    const auto& p = params[i];
-    check_tensor(p, p, "params", i, true);
-    TORCH_CHECK(p.scalar_type() == torch::kFloat ||
-                    p.scalar_type() == torch::kDouble,
-                "adam_spd_cpu: params[", i, "] must be float32 or float64, "
-                "got ", p.scalar_type());
-    TORCH_CHECK(p.scalar_type() == dtype,
-                "adam_spd_cpu: all params must share one dtype; params[", i,
-                "] is ", p.scalar_type(), ", params[0] ", dtype);
-    check_tensor(grads[i], p, "grads", i, true);
-    check_tensor(exp_avgs[i], p, "exp_avgs", i, true);
-    check_tensor(exp_avg_sqs[i], p, "exp_avg_sqs", i, true);
-    if (!max_exp_avg_sqs.empty()) {
-      check_tensor(max_exp_avg_sqs[i], p, "max_exp_avg_sqs", i, true);
-    }
-    if (anchored) {
-      check_tensor(anchors[i], p, "anchors", i, false);
-      TORCH_CHECK(anchors[i].scalar_type() == anchor_dtype,
-                  "adam_spd_cpu: all anchors must share one dtype; anchors[",
-                  i, "] is ", anchors[i].scalar_type(), ", anchors[0] ",
-                  anchor_dtype);
-    }
-  }
   std::vector<TensorArgs> tensors(count);
   for (size_t i = 0; i < count; ++i) {
-    tensors[i] = {params[i].data_ptr(),
-                  grads[i].data_ptr(),
-                  exp_avgs[i].data_ptr(),
-                  exp_avg_sqs[i].data_ptr(),
-                  amsgrad ? max_exp_avg_sqs[i].data_ptr() : nullptr,
+    tensors[i] = {params[i].data_ptr(), nullptr, nullptr, nullptr, nullptr,
                   anchored ? anchors[i].data_ptr() : nullptr,
-                  params[i].numel(),
-                  steps[i]};
+                  params[i].numel(), 0.0};
   }
-  const Hyper hyper{beta1, beta2, lr, eps, weight_decay};
-  auto ratios = torch::zeros({static_cast<int64_t>(count)},
-                             torch::dtype(torch::kFloat64));
-  double* out = ratios.data_ptr<double>();
+  const auto dtype = count ? params[0].scalar_type() : torch::kFloat;
   pybind11::gil_scoped_release no_gil;
-  AT_DISPATCH_FLOATING_TYPES(dtype, "adam_spd_step", [&] {
-    using T = scalar_t;
-    switch (anchor_dtype) {
-      case torch::kBFloat16:
-        step_list_any<T, at::BFloat16>(tensors, anchored, amsgrad, hyper,
-                                       out);
-        break;
-      case torch::kHalf:
-        step_list_any<T, at::Half>(tensors, anchored, amsgrad, hyper, out);
-        break;
-      case torch::kFloat:
-        step_list_any<T, float>(tensors, anchored, amsgrad, hyper, out);
-        break;
-      case torch::kDouble:
-        step_list_any<T, double>(tensors, anchored, amsgrad, hyper, out);
-        break;
-      default:  // nothing has been changed yet
-        TORCH_CHECK(false, "adam_spd_cpu: anchors must be float16, "
-                    "bfloat16, float32 or float64, got ", anchor_dtype);
-    }
+  dispatch_dtypes(dtype, anchor_dtype, [&]<typename T, typename A>() {
+    std::vector<T> typed(keeps.begin(), keeps.end());
+    std::vector<size_t> first_block;
+    const std::vector<Block> blocks =
+        make_blocks(tensors.data(), count, &first_block);
+    anchored ? shrink_blocks<T, A, true>(tensors.data(), blocks, typed.data())
+             : shrink_blocks<T, A, false>(tensors.data(), blocks,
+                                          typed.data());
   });
-  return ratios;
 }
 
 // The instruction set the block loops run with ("baseline", "avx2" or
@@ -479,4 +642,9 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("adam_spd_step", &adam_spd_step,
         "AdamSPD step over lists of contiguous CPU tensors, in place; "
         "returns the per-tensor projection ratios (float64)");
+  m.def("adam_spd_propose", &adam_spd_propose,
+        "pass 1 of the step alone (proposal written into the parameters); "
+        "returns the per-tensor sums g.(p-a), |p-a|^2, |q-a|^2 [n, 3]");
+  m.def("adam_spd_project", &adam_spd_project,
+        "pass 2 alone: p = a + keep (p - a) where keep != 1");
 }
