@@ -25,6 +25,8 @@ from mmengine.config import Config
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
+from .sharding_refusal import refuse_flat_sharding
+
 #: The ``--launcher`` choices the tools accept (as upstream's tools).
 LAUNCHERS = ('none', 'pytorch', 'slurm', 'mpi')
 
@@ -103,7 +105,11 @@ def load_config(path: str, cfg_options: Optional[dict] = None,
 
 
 def build_runner(cfg: Config):
-    """The Runner of ``cfg`` (``runner_type`` honoured, as upstream)."""
+    """The Runner of ``cfg`` (``runner_type`` honoured, as upstream).
+
+    Raises ``ValueError`` first for a sharding strategy that would change
+    AdamSPD's math (:mod:`mmspd.engine.sharding_refusal`)."""
+    refuse_flat_sharding(cfg)
     if 'runner_type' in cfg:
         return RUNNERS.build(cfg)
     return Runner.from_cfg(cfg)

@@ -9,6 +9,7 @@ from mmengine.model import is_model_wrapper
 from mmengine.registry import HOOKS
 
 from mmspd.optim import AnchoredAdam
+from mmspd.optim._dtensor import ShardedSums, local_tensor
 
 #: Message-hub keys (mmengine strips the ``train/`` prefix in the logs).
 KEY_PREFIX = 'train/spd/'
@@ -150,15 +151,26 @@ class SPDMonitorHook(Hook):
         """Mean per-tensor ``|p - a| / |a|`` and the per-module ratios."""
         ratios = []
         per_module = defaultdict(lambda: [0.0, 0.0])
+        names, params, sums = [], [], []
         with torch.no_grad():
             for name, p, anchor in self._anchored_parameters(runner):
-                dist2 = float(torch.sum((p.float() - anchor.float())**2))
-                norm2 = float(torch.sum(anchor.float()**2))
-                if norm2 > 0:
-                    ratios.append(math.sqrt(dist2 / norm2))
-                module = per_module[name.split('.', 1)[0]]
-                module[0] += dist2
-                module[1] += norm2
+                # sums over the local shard of a sharded (DTensor) parameter,
+                # added up over the shards below (one all-reduce)
+                p_local = local_tensor(p).float()
+                a_local = local_tensor(anchor).float()
+                sums.append(torch.stack([
+                    torch.sum((p_local - a_local)**2),
+                    torch.sum(a_local**2)]).to(torch.float64))
+                names.append(name)
+                params.append(p)
+            if sums:
+                sums = ShardedSums(params).reduce(torch.stack(sums)).tolist()
+        for name, (dist2, norm2) in zip(names, sums):
+            if norm2 > 0:
+                ratios.append(math.sqrt(dist2 / norm2))
+            module = per_module[name.split('.', 1)[0]]
+            module[0] += dist2
+            module[1] += norm2
         relative = sum(ratios) / len(ratios) if ratios else None
         return relative, {
             module: math.sqrt(dist2 / norm2)
