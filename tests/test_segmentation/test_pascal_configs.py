@@ -26,7 +26,7 @@ def test_the_three_methods_differ_only_in_the_optimizer(data):
 
 
 @pytest.mark.parametrize('data, num_classes, dataset', [
-    ('ctx', 59, 'PascalContextDataset59'), ('mt', 21, 'PascalMTDataset')])
+    ('ctx', 59, 'CheckedPascalContextDataset59'), ('mt', 21, 'PascalMTDataset')])
 def test_swin_t_upernet_40k_at_batch_16_with_the_corruption_test(
         data, num_classes, dataset):
     cfg = _load(data, 'spd')
