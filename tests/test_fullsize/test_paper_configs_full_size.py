@@ -106,7 +106,9 @@ def _segmentation(data, max_iters=2) -> dict:
     options.update({'train_cfg.max_iters': max_iters,
                     'train_cfg.val_interval': max_iters,
                     'default_hooks.checkpoint.interval': max_iters})
-    options = _loaders(options, batch_size=1)
+    # batch 2: UperNet's pooling branch has BatchNorm on 1x1 maps, which
+    # cannot train on a single image
+    options = _loaders(options, batch_size=2)
     options['val_dataloader.batch_size'] = 1
     options['test_dataloader.batch_size'] = 1
     return options
