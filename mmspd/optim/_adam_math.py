@@ -114,3 +114,17 @@ def adam_update_foreach_(targets: List[Tensor], exp_avgs: List[Tensor],
         torch._foreach_addcdiv_(targets, exp_avgs, denoms)
     else:
         torch._foreach_addcdiv_(targets, exp_avgs, denoms, neg_step_sizes)
+
+
+def fused_adam_(params: List[Tensor], grads: List[Tensor],
+                exp_avgs: List[Tensor], exp_avg_sqs: List[Tensor],
+                max_exp_avg_sqs: Optional[List[Tensor]], steps: List[float],
+                *, amsgrad: bool, beta1: float, beta2: float, lr: float,
+                eps: float) -> None:
+    """Plain Adam over same-device, same-dtype contiguous lists in torch's
+    fused kernel (one pass), with host step counts (after the increment)."""
+    torch._fused_adam_(params, grads, exp_avgs, exp_avg_sqs,
+                       max_exp_avg_sqs if amsgrad else [],
+                       [torch.tensor(float(s)) for s in steps],
+                       amsgrad=amsgrad, lr=lr, beta1=beta1, beta2=beta2,
+                       weight_decay=0.0, eps=eps, maximize=False)

@@ -163,16 +163,11 @@ class ShardedSums:
             rows, weights = plans.setdefault(mesh, ([], []))
             rows.append(row)
             weights.append(1.0 if counts else 0.0)
-        self._plans = [(mesh, _mesh_group(mesh), rows, weights)
+        self._plans = [(_mesh_group(mesh), rows, weights)
                        for mesh, (rows, weights) in plans.items()]
         # (device, dtype) -> per plan (row index, weights or None) tensors,
         # made once: later steps copy nothing from the host
         self._tensors: Dict[tuple, list] = {}
-
-    @property
-    def collectives(self) -> int:
-        """All-reduces one :meth:`reduce` issues."""
-        return len(self._plans)
 
     def _plan_tensors(self, sums: Tensor) -> list:
         key = (sums.device, sums.dtype)
@@ -181,7 +176,7 @@ class ShardedSums:
                 (torch.tensor(rows, device=sums.device),
                  None if all(weights) else torch.tensor(
                      weights, dtype=sums.dtype, device=sums.device)[:, None])
-                for _, _, rows, weights in self._plans]
+                for _, rows, weights in self._plans]
         return self._tensors[key]
 
     def reduce(self, sums: Tensor) -> Tensor:
@@ -189,7 +184,7 @@ class ShardedSums:
         if not self._plans:
             return sums
         sums = sums.clone()
-        for (_, group, _, _), (index, weights) in zip(
+        for (group, _, _), (index, weights) in zip(
                 self._plans, self._plan_tensors(sums)):
             partial = sums.index_select(0, index)
             if weights is not None:

@@ -28,7 +28,7 @@ from torch import Tensor
 
 from . import _native, _triton_kernels
 from ._adam_math import (adam_moments_, adam_moments_foreach_,
-                         adam_update_foreach_)
+                         adam_update_foreach_, fused_adam_)
 from ._grouping import group_by_device_and_dtype, split_contiguous
 from ._tensor_sums import flat_dot, l2_norms
 
@@ -176,10 +176,7 @@ def _propose_fused(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs,
             max_exp_avg_sqs if amsgrad else None, anchors, steps,
             beta1=beta1, beta2=beta2, lr=lr, eps=eps), [None] * len(params)
     before = _sums_before(grads, _deviations(params, anchors))
-    torch._fused_adam_(params, grads, exp_avgs, exp_avg_sqs,
-                       max_exp_avg_sqs if amsgrad else [],
-                       [torch.tensor(float(s)) for s in steps],
-                       amsgrad=amsgrad, lr=lr, beta1=beta1, beta2=beta2,
-                       weight_decay=0.0, eps=eps, maximize=False)
+    fused_adam_(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, steps,
+                amsgrad=amsgrad, beta1=beta1, beta2=beta2, lr=lr, eps=eps)
     after = l2_norms(_deviations(params, anchors)).square()
     return torch.stack(before + [after], dim=1), [None] * len(params)

@@ -11,7 +11,7 @@ from torch import Tensor
 
 from . import _triton_kernels
 from ._adam_math import (adam_moments_, adam_moments_foreach_,
-                         adam_update_foreach_, kernel_lr)
+                         adam_update_foreach_, fused_adam_, kernel_lr)
 from ._grouping import (group_by_device_and_dtype, split_contiguous,
                         split_for_cache)
 from .adam_spd import _scratch_like
@@ -122,9 +122,6 @@ def _fused_adam_l2sp(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs,
                     pull = p if b_anchors is None else p - b_anchors[i]
                     torch.add(g, pull, alpha=weight_decay, out=out)
                 b_grads = pulled
-            torch._fused_adam_(
-                b_params, b_grads, b_exp_avgs, b_exp_avg_sqs,
-                b_max_exp_avg_sqs if amsgrad else [],
-                [torch.tensor(float(s)) for s in b_steps], amsgrad=amsgrad,
-                lr=lr, beta1=beta1, beta2=beta2, weight_decay=0.0, eps=eps,
-                maximize=False)
+            fused_adam_(b_params, b_grads, b_exp_avgs, b_exp_avg_sqs,
+                        b_max_exp_avg_sqs, b_steps, amsgrad=amsgrad,
+                        beta1=beta1, beta2=beta2, lr=lr, eps=eps)

@@ -11,7 +11,7 @@ from torch import Tensor
 
 from . import _native, _triton_kernels, _two_pass
 from ._adam_math import (adam_moments_, adam_moments_foreach_,
-                         adam_update_foreach_, kernel_lr)
+                         adam_update_foreach_, fused_adam_, kernel_lr)
 from ._grouping import (group_by_device_and_dtype, split_contiguous,
                         split_for_cache)
 from ._tensor_sums import flat_dot, l2_norm, l2_norms
@@ -311,13 +311,10 @@ def _composed_fused_adam_spd(params, grads, exp_avgs, exp_avg_sqs,
     same scratch buffer with its norm, then ``p = a + keep * (q - a)``. Only
     the fused pass and the first read of the chunk touch main memory.
     """
-    step_tensors = [torch.tensor(float(s)) for s in steps]
-
     def fused_adam():
-        torch._fused_adam_(params, grads, exp_avgs, exp_avg_sqs,
-                           max_exp_avg_sqs if amsgrad else [], step_tensors,
-                           amsgrad=amsgrad, lr=lr, beta1=beta1, beta2=beta2,
-                           weight_decay=0.0, eps=eps, maximize=False)
+        fused_adam_(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs,
+                    steps, amsgrad=amsgrad, beta1=beta1, beta2=beta2, lr=lr,
+                    eps=eps)
 
     if weight_decay == 0:
         fused_adam()
