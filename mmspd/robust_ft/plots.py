@@ -3,6 +3,8 @@ run, each method's mean +- std, each method's WiSE-FT curve)."""
 import math
 from typing import List
 
+from .results import curve_points
+
 COLOURS = ['#1f77b4', '#ff7f0e', '#2ca02c', '#d62728', '#9467bd',
            '#8c564b', '#e377c2', '#17becf']
 # distinct shapes and sizes: methods with equal numbers stay visible
@@ -32,7 +34,6 @@ def _annotate_alphas(ax, points: List[dict], colour: str) -> None:
 def plot_wise_ft(results: dict, path: str) -> None:
     """The curve of one ``wise_ft.json``: ID vs OOD-average metric, one
     point per alpha."""
-    from .wise_ft import curve_points
     plt = _pyplot()
     points = curve_points(results)
     fig, ax = plt.subplots(figsize=(6, 5))

@@ -198,3 +198,13 @@ def read_runs(paths: Sequence[str], **kwargs) -> List[dict]:
                          f'different ID/OOD sets or metrics: '
                          f'{sorted(layout)}')
     return runs
+
+
+def curve_points(results: dict, metric: Optional[str] = None) -> List[dict]:
+    """``[{alpha, id, ood}]`` of a ``wise_ft.json`` (its metric unless
+    ``metric`` is given)."""
+    metric = metric or results['metric']
+    return [dict(alpha=p['alpha'],
+                 id=p['metrics'][f'{results["id"]}/{metric}'],
+                 ood=p['metrics'][f'{OOD_AVERAGE}/{metric}'])
+            for p in results['points']]

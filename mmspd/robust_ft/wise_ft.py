@@ -44,6 +44,7 @@ from mmengine.runner.checkpoint import load_state_dict
 from mmspd.engine.launch import build_runner
 from mmspd.engine.runner.robust_test_loop import OOD_AVERAGE
 from .checkpoints import matching_state_dict
+from .plots import plot_wise_ft
 from .pretrained import describe_keys, load_pretrained, read_state_dict
 
 RESULTS_FILE = 'wise_ft.json'
@@ -244,17 +245,6 @@ def run_wise_ft(cfg: Config, checkpoint: str,
     print_log(f'WiSE-FT {curve_metric}: {summary}; written to {path}',
               logger='current')
     if figure:
-        from .plots import plot_wise_ft
         plot_wise_ft(results, osp.join(work_dir, FIGURE_FILE))
     return results
-
-
-def curve_points(results: dict, metric: Optional[str] = None) -> List[dict]:
-    """``[{alpha, id, ood}]`` of a ``wise_ft.json`` (its metric unless
-    ``metric`` is given)."""
-    metric = metric or results['metric']
-    return [dict(alpha=p['alpha'],
-                 id=p['metrics'][f'{results["id"]}/{metric}'],
-                 ood=p['metrics'][f'{OOD_AVERAGE}/{metric}'])
-            for p in results['points']]
 
