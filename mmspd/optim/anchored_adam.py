@@ -122,17 +122,16 @@ def check_hyperparameters(group: Dict[str, Any], where: str) -> None:
     if capturable and (group['fused'] or group['foreach'] is False):
         chosen = 'fused=True' if group['fused'] else 'foreach=False'
         raise ValueError(f'capturable=True and {chosen} in {where}: a '
-                         f'capturable step runs on the foreach kernel, or on '
-                         f'CUDA the Triton kernel (the fused CPU kernel and '
-                         f'the reference loop keep step counters on the '
-                         f'host); leave fused/foreach unset')
+                         f'capturable step runs on the foreach kernel (the '
+                         f'fused CPU kernel and the reference loop keep step '
+                         f'counters on the host); leave fused/foreach unset')
 
 
 def fused_available(device: torch.device, dtype: torch.dtype) -> bool:
     """Whether the fused kernel serves tensors of this device and dtype.
 
-    It is built on torch's fused Adam kernel on the CPU; CUDA groups take
-    the Triton kernel instead (:func:`select_kernel`).
+    It is built on torch's fused Adam kernel on the CPU; on CUDA,
+    ``fused=True`` asks for the Triton kernel instead (:func:`select_kernel`).
     """
     return (device.type == 'cpu' and hasattr(torch, '_fused_adam_')
             and dtype in (torch.float32, torch.float64, torch.bfloat16))
@@ -151,12 +150,16 @@ def select_kernel(group: Dict[str, Any], params: List[Tensor]) -> str:
     group's step.
 
     ``foreach=False`` asks for the loop and ``fused=False`` for the foreach
-    kernel. Otherwise a group whose parameters are all on CUDA takes the
-    Triton kernel (capturable too) where Triton runs, else the foreach
-    kernel; ``fused=True`` requires the Triton kernel there. Other groups
-    take the fused CPU kernel wherever every tensor supports it (required
-    by ``fused=True``), except ``capturable`` ones, which take the foreach
-    kernel.
+    kernel. What ``fused=True`` asks for depends on the device:
+
+    - a group whose parameters are all on CUDA takes the foreach kernel
+      (torch's own ops) by default. mmspd's Triton kernel is opt-in there
+      (``fused=True``): it has been checked only through Triton's
+      interpreter on CPU, not yet on a GPU, and ``fused=True`` raises where
+      Triton cannot run;
+    - other groups take the compiled CPU kernel (``'fused'``) wherever every
+      tensor supports it (required by ``fused=True``), except
+      ``capturable`` ones, which take the foreach kernel.
     """
     if group['foreach'] is False:
         return 'loop'
@@ -164,18 +167,18 @@ def select_kernel(group: Dict[str, Any], params: List[Tensor]) -> str:
         return 'foreach'
     devices = {p.device for p in params}
     if devices and all(device.type == 'cuda' for device in devices):
+        if not group['fused']:
+            return 'foreach'
         from . import _triton_kernels  # imports no Triton
         reasons = sorted({
             reason for reason in map(_triton_kernels.unavailable_reason,
                                      devices) if reason is not None})
         if not reasons:
             return 'triton'
-        if group['fused']:
-            raise RuntimeError(f'fused=True on CUDA asks for mmspd\'s '
-                               f'Triton kernel, which cannot run here '
-                               f'({"; ".join(reasons)}); use fused=None to '
-                               f'fall back to the foreach path')
-        return 'foreach'
+        raise RuntimeError(f'fused=True on CUDA asks for mmspd\'s '
+                           f'Triton kernel, which cannot run here '
+                           f'({"; ".join(reasons)}); use fused=None for '
+                           f'the foreach path')
     if group.get('capturable'):
         return 'foreach'
     kinds = {(p.device, p.dtype) for p in params}

@@ -51,17 +51,26 @@ def test_cpu_groups_keep_their_kernels():
     assert select_kernel(dict(base, foreach=False), params) == 'loop'
 
 
-@needs_cuda
+class _OnCuda:
+    """Stands for a CUDA parameter in the kernel policy, which reads only
+    ``device`` and ``dtype`` (so the policy is checked without a GPU)."""
+    device = torch.device('cuda', 0)
+    dtype = torch.float32
+
+
 @pytest.mark.parametrize('capturable', [False, True])
-def test_cuda_groups_take_the_triton_kernel(capturable):
-    params = [p.detach().cuda() for p in make_params(torch.float32)]
+def test_cuda_groups_default_to_foreach_and_opt_in_to_triton(capturable):
+    """On CUDA the default is torch's foreach ops; the Triton kernel, not
+    yet run on a GPU, is taken only with fused=True."""
+    params = [_OnCuda(), _OnCuda()]
     group = dict(foreach=None, fused=None, capturable=capturable)
+    assert select_kernel(group, params) == 'foreach'
+    assert select_kernel(dict(group, fused=False), params) == 'foreach'
+    assert select_kernel(dict(group, foreach=False), params) == 'loop'
     if _triton_kernels.available(torch.device('cuda')):
-        assert select_kernel(group, params) == 'triton'
         assert select_kernel(dict(group, fused=True), params) == 'triton'
     else:
-        assert select_kernel(group, params) == 'foreach'
-        with pytest.raises(RuntimeError, match='Triton kernel'):
+        with pytest.raises(RuntimeError, match='Triton kernel.*fused=None'):
             select_kernel(dict(group, fused=True), params)
 
 
@@ -73,7 +82,7 @@ def test_cuda_triton_steps_match_the_loop(cls, dtype, anchor):
     if not _triton_kernels.available(torch.device('cuda')):
         pytest.skip(_triton_kernels.unavailable_reason(torch.device('cuda')))
     runs = []
-    for kernel in (dict(foreach=False), dict()):
+    for kernel in (dict(foreach=False), dict(fused=True)):
         params = [torch.nn.Parameter(p.detach().to('cuda', dtype))
                   for p in make_params(torch.float32)]
         runs.append((params, cls(params, lr=0.05, weight_decay=0.8,
