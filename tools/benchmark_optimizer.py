@@ -100,6 +100,9 @@ def contenders(device: torch.device) -> Dict[str, Callable]:
         'AdamL2SP(default)': lambda ps: AdamL2SP(
             ps, lr=lr, weight_decay=1e-2),
     }
+    if device.type == 'cuda':  # mmspd's Triton kernel, opt-in on CUDA
+        table['AdamSPD(fused=True)'] = lambda ps: AdamSPD(
+            ps, lr=lr, weight_decay=1.0, fused=True)
     if _fused_adamw_available(device):
         table[BASELINE_FUSED] = lambda ps: torch.optim.AdamW(
             ps, lr=lr, weight_decay=0.05, fused=True)

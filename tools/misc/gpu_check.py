@@ -69,7 +69,8 @@ BENCHMARK_MODELS = {
 #: optimizers timed on every model (a subset of the benchmark's, so that
 #: eight copies of ViT-H's state are not needed)
 BENCHMARK_CONTENDERS = ('AdamW(fused)', 'AdamW(foreach)', 'AdamSPD(default)',
-                        'AdamSPD(foreach)', "AdamSPD(anchor_dtype='bfloat16')",
+                        'AdamSPD(foreach)', 'AdamSPD(fused=True)',
+                        "AdamSPD(anchor_dtype='bfloat16')",
                         'AdamL2SP(default)')
 NO_CUDA = 'skipped: no CUDA device'
 
