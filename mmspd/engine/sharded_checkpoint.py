@@ -108,14 +108,24 @@ def is_sharded_checkpoint(path: str) -> bool:
 
 def is_complete_sharded_checkpoint(path: str) -> bool:
     """Whether ``path`` is a complete sharded checkpoint directory: DCP's
-    index, a complete ``meta.pth`` (zip directory and CRCs checked) and one
-    shard file per rank that wrote it. Unpickles nothing."""
+    index, a complete ``meta.pth`` (zip directory and CRCs checked) and a
+    shard file (``__<rank>_*.distcp``) of every rank of the ``world_size``
+    recorded in ``meta.pth``. ``meta.pth`` is read weights-only (plain data
+    only); nothing else is unpickled."""
     meta = osp.join(path, META_FILE)
     if not (osp.isdir(path) and osp.isfile(osp.join(path, DCP_METADATA_FILE))
             and _is_complete_zip(meta)):
         return False
-    shards = [n for n in os.listdir(path) if n.endswith('.distcp')]
-    return len(shards) > 0
+    try:
+        world_size = torch.load(meta, map_location='cpu',
+                                weights_only=True).get('world_size')
+    except Exception:  # unreadable: not a checkpoint to resume from
+        return False
+    if not isinstance(world_size, int) or world_size < 1:
+        return False
+    ranks = {n[2:].split('_', 1)[0] for n in os.listdir(path)
+             if n.startswith('__') and n.endswith('.distcp')}
+    return all(str(rank) in ranks for rank in range(world_size))
 
 
 def _named_state(model: nn.Module, optimizer) -> dict:
