@@ -91,3 +91,15 @@ def split_contiguous(
                 [x for x, d in zip(lst, dense) if d == keep] for lst in lists]
 
     return pick(True), pick(False)
+
+
+def scratch_like(tensors: Sequence[Tensor]) -> List[Tensor]:
+    """Uninitialised tensors shaped like ``tensors`` (one device and
+    dtype), as views of one allocation."""
+    flat = torch.empty(sum(t.numel() for t in tensors),
+                       dtype=tensors[0].dtype, device=tensors[0].device)
+    views, offset = [], 0
+    for t in tensors:
+        views.append(flat[offset:offset + t.numel()].view_as(t))
+        offset += t.numel()
+    return views

@@ -18,6 +18,10 @@ sharded step can all-reduce the partial sums between them:
 * :func:`adam_with_pull`: AdamL2SP's single pass (Adam on
   ``g + pull * (p - a)``).
 
+The optimizers' steps on these programs are in their front-ends
+(:mod:`mmspd.optim.adam_spd`, :mod:`mmspd.optim.adam_l2sp`), which also
+step what the programs do not serve (:func:`served_buckets`).
+
 Arithmetic is float32 for float32, bfloat16 and float16 tensors; moments
 are stored in the parameters' dtype (as ``torch.optim.Adam``). Step counters
 may be numbers or, for CUDA-graph capture, tensors on the device; ``lr`` may
@@ -30,10 +34,12 @@ import functools
 import importlib
 import math
 from collections import OrderedDict
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import Tensor
+
+from ._step_lists import StepLists
 
 #: dtypes the programs serve (float32 arithmetic)
 SERVED_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
@@ -410,74 +416,22 @@ def adam_with_pull(params: List[Tensor], grads: List[Tensor],
                sums=False)
 
 
-# ------------------------------------------------- steps of the optimizers
-def _served_buckets(lists: List[Optional[list]]):
-    """Split aligned lists (params first, anchors at index 5) by device,
-    dtype and anchor dtype; yield ``(served, lists)`` per bucket, where
-    ``served`` is False for what the programs do not serve (float64,
-    non-contiguous tensors)."""
-    from ._grouping import group_by_device_and_dtype, split_contiguous
-    buckets = group_by_device_and_dtype(*lists)
-    for (device, dtype), bucket in buckets.items():
+# ------------------------------------------------------------------ buckets
+def served_buckets(lists: StepLists
+                   ) -> Iterator[Tuple[bool, StepLists]]:
+    """Split ``lists`` by device, dtype and anchor dtype; yield
+    ``(served, bucket)`` per bucket, where ``served`` is False for what the
+    programs do not serve (float64, non-contiguous tensors: the caller
+    steps those with another kernel). Raises where a device cannot run the
+    programs."""
+    for (device, dtype), bucket in lists.by_device_and_dtype().items():
         require(device)
         if dtype not in SERVED_DTYPES:
             yield False, bucket
             continue
-        contiguous, strided = split_contiguous(bucket)
+        contiguous, strided = bucket.split_contiguous()
         if strided is not None:
             yield False, strided
-        if contiguous is None:
-            continue
-        anchors = contiguous[5]
-        if anchors is None or len({a.dtype for a in anchors}) == 1:
-            yield True, contiguous
-            continue
-        by_anchor = group_by_device_and_dtype(anchors, *contiguous)
-        for sub in by_anchor.values():
-            yield True, sub[1:]
-
-
-def adam_spd_step(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs,
-                  anchors, steps, *, amsgrad, beta1, beta2, lr, weight_decay,
-                  eps, ratios_out=None) -> None:
-    """:func:`mmspd.optim.adam_spd` with ``kernel='triton'``: propose,
-    keep factors on the device, project, per bucket. Tensors the programs
-    do not serve (float64, non-contiguous) take the foreach kernel."""
-    from .adam_spd import _multi_tensor_adam_spd, keep_factors_from_sums
-    hyper = dict(beta1=beta1, beta2=beta2, lr=lr, eps=eps, amsgrad=amsgrad)
-    for served, (b_params, b_grads, b_exp_avgs, b_exp_avg_sqs,
-                 b_max_exp_avg_sqs, b_anchors, b_steps) in _served_buckets(
-                     [params, grads, exp_avgs, exp_avg_sqs,
-                      max_exp_avg_sqs if amsgrad else None, anchors, steps]):
-        if not served:
-            _multi_tensor_adam_spd(
-                b_params, b_grads, b_exp_avgs, b_exp_avg_sqs,
-                b_max_exp_avg_sqs, b_anchors, b_steps,
-                weight_decay=weight_decay, ratios_out=ratios_out, **hyper)
-            continue
-        if weight_decay == 0:  # Adam
-            adam_with_pull(b_params, b_grads, b_exp_avgs, b_exp_avg_sqs,
-                           b_max_exp_avg_sqs, None, b_steps, pull=0.0,
-                           **hyper)
-            continue
-        sums = propose(b_params, b_grads, b_exp_avgs, b_exp_avg_sqs,
-                       b_max_exp_avg_sqs, b_anchors, b_steps, **hyper)
-        keeps = keep_factors_from_sums(sums, weight_decay, ratios_out)
-        project(b_params, b_anchors, keeps)
-
-
-def adam_l2sp_step(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs,
-                   anchors, steps, *, amsgrad, beta1, beta2, lr,
-                   weight_decay, eps) -> None:
-    """:func:`mmspd.optim.adam_l2sp` with ``kernel='triton'`` (tensors the
-    programs do not serve take the foreach kernel)."""
-    from .adam_l2sp import _multi_tensor_adam_l2sp
-    hyper = dict(beta1=beta1, beta2=beta2, lr=lr, eps=eps, amsgrad=amsgrad)
-    for served, bucket in _served_buckets(
-            [params, grads, exp_avgs, exp_avg_sqs,
-             max_exp_avg_sqs if amsgrad else None, anchors, steps]):
-        if served:
-            adam_with_pull(*bucket, pull=weight_decay, **hyper)
-        else:
-            _multi_tensor_adam_l2sp(*bucket, weight_decay=weight_decay,
-                                         **hyper)
+        if contiguous is not None:
+            for sub in contiguous.by_anchor_dtype():
+                yield True, sub

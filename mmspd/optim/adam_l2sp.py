@@ -12,10 +12,10 @@ from torch import Tensor
 from . import _triton_kernels
 from ._adam_math import (adam_moments_, adam_moments_foreach_,
                          adam_update_foreach_, fused_adam_, kernel_lr)
-from ._grouping import (group_by_device_and_dtype, split_contiguous,
-                        split_for_cache)
-from .adam_spd import _scratch_like
-from .anchored_adam import AnchoredAdam, GroupTensors, pick_kernel
+from ._dispatch import pick_kernel
+from ._grouping import scratch_like
+from ._step_lists import StepLists
+from .anchored_adam import AnchoredAdam, GroupTensors
 
 __all__ = ['AdamL2SP', 'adam_l2sp']
 
@@ -35,10 +35,7 @@ class AdamL2SP(AnchoredAdam):
     def _update_group(self, group: Dict, tensors: GroupTensors,
                       kernel: str) -> None:
         beta1, beta2 = group['betas']
-        adam_l2sp(tensors.params, tensors.grads, tensors.exp_avgs,
-                  tensors.exp_avg_sqs, tensors.max_exp_avg_sqs,
-                  tensors.anchors, tensors.steps,
-                  kernel=kernel,
+        adam_l2sp(*tensors.lists, kernel=kernel,
                   amsgrad=group['amsgrad'], beta1=beta1, beta2=beta2,
                   lr=group['lr'], weight_decay=group['weight_decay'],
                   eps=group['eps'])
@@ -52,76 +49,87 @@ def adam_l2sp(params: List[Tensor], grads: List[Tensor],
               amsgrad: bool, beta1: float, beta2: float, lr: float,
               weight_decay: float, eps: float) -> None:
     """Functional AdamL2SP step; arguments as :func:`mmspd.optim.adam_spd`."""
-    kernels = dict(loop=_single_tensor_adam_l2sp,
-                   foreach=_multi_tensor_adam_l2sp, fused=_fused_adam_l2sp,
-                   triton=_triton_kernels.adam_l2sp_step)
-    run = pick_kernel(kernels, kernel)
-    lr = kernel_lr(lr, kernel, steps)  # a tensor lr: see kernel_lr
-    run(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, anchors, steps,
-        amsgrad=amsgrad, beta1=beta1, beta2=beta2, lr=lr,
+    run = pick_kernel(_KERNELS, kernel)
+    lists = StepLists(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs,
+                      anchors, steps).for_amsgrad(amsgrad)
+    run(lists, amsgrad=amsgrad, beta1=beta1, beta2=beta2,
+        lr=kernel_lr(lr, kernel, steps),  # a tensor lr: see kernel_lr
         weight_decay=weight_decay, eps=eps)
 
 
-def _single_tensor_adam_l2sp(params, grads, exp_avgs, exp_avg_sqs,
-                             max_exp_avg_sqs, anchors, steps, *, amsgrad,
-                             beta1, beta2, lr, weight_decay, eps) -> None:
-    for i, param in enumerate(params):
-        grad = grads[i]
+def _single_tensor_adam_l2sp(lists: StepLists, *, amsgrad, beta1, beta2, lr,
+                             weight_decay, eps) -> None:
+    """The reference: tensor by tensor, as the math is written."""
+    for i, param in enumerate(lists.params):
+        grad = lists.grads[i]
         if weight_decay != 0:
-            pull = param if anchors is None else param - anchors[i]
+            pull = param if lists.anchors is None else param - lists.anchors[i]
             grad = grad.add(pull, alpha=weight_decay)
         denom, step_size = adam_moments_(
-            grad, exp_avgs[i], exp_avg_sqs[i],
-            max_exp_avg_sqs[i] if amsgrad else None, steps[i], beta1=beta1,
-            beta2=beta2, lr=lr, eps=eps, amsgrad=amsgrad)
-        param.addcdiv_(exp_avgs[i], denom, value=-step_size)
-
-
-def _multi_tensor_adam_l2sp(params, grads, exp_avgs, exp_avg_sqs,
-                            max_exp_avg_sqs, anchors, steps, *, amsgrad,
-                            beta1, beta2, lr, weight_decay, eps) -> None:
-    buckets = group_by_device_and_dtype(params, grads, exp_avgs, exp_avg_sqs,
-                                        max_exp_avg_sqs, anchors, steps)
-    chunks = [
-        chunk for (device, _), lists in buckets.items()
-        for chunk in split_for_cache(device, lists)
-    ]
-    for (b_params, b_grads, b_exp_avgs, b_exp_avg_sqs, b_max_exp_avg_sqs,
-         b_anchors, b_steps) in chunks:
-        if weight_decay != 0:
-            pulls = (b_params if b_anchors is None else
-                     torch._foreach_sub(b_params, b_anchors))
-            b_grads = torch._foreach_add(b_grads, pulls, alpha=weight_decay)
-        denoms, neg_step_sizes = adam_moments_foreach_(
-            b_grads, b_exp_avgs, b_exp_avg_sqs, b_max_exp_avg_sqs, b_steps,
+            grad, lists.exp_avgs[i], lists.exp_avg_sqs[i],
+            lists.max_exp_avg_sqs[i] if amsgrad else None, lists.steps[i],
             beta1=beta1, beta2=beta2, lr=lr, eps=eps, amsgrad=amsgrad)
-        adam_update_foreach_(b_params, b_exp_avgs, denoms, neg_step_sizes)
+        param.addcdiv_(lists.exp_avgs[i], denom, value=-step_size)
 
 
-def _fused_adam_l2sp(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs,
-                     anchors, steps, *, amsgrad, beta1, beta2, lr,
+def _multi_tensor_adam_l2sp(lists: StepLists, *, amsgrad, beta1, beta2, lr,
+                            weight_decay, eps) -> None:
+    """Multi-tensor ops per device and dtype (cache-sized chunks on CPU)."""
+    for (device, _), bucket in lists.by_device_and_dtype().items():
+        for chunk in bucket.cache_chunks(device):
+            grads = chunk.grads
+            if weight_decay != 0:
+                pulls = (chunk.params if chunk.anchors is None else
+                         torch._foreach_sub(chunk.params, chunk.anchors))
+                grads = torch._foreach_add(grads, pulls, alpha=weight_decay)
+            denoms, neg_step_sizes = adam_moments_foreach_(
+                grads, chunk.exp_avgs, chunk.exp_avg_sqs,
+                chunk.max_exp_avg_sqs, chunk.steps, beta1=beta1,
+                beta2=beta2, lr=lr, eps=eps, amsgrad=amsgrad)
+            adam_update_foreach_(chunk.params, chunk.exp_avgs, denoms,
+                                 neg_step_sizes)
+
+
+def _fused_adam_l2sp(lists: StepLists, *, amsgrad, beta1, beta2, lr,
                      weight_decay, eps) -> None:
     """``g + lambda * (p - a)`` per cache-sized chunk, then torch's fused
-    Adam kernel on it."""
-    buckets = group_by_device_and_dtype(params, grads, exp_avgs, exp_avg_sqs,
-                                        max_exp_avg_sqs, anchors, steps)
-    for (device, _), bucket in buckets.items():
-        lists, strided = split_contiguous(bucket)
+    Adam kernel on it (non-contiguous tensors: the foreach kernel)."""
+    hyper = dict(amsgrad=amsgrad, beta1=beta1, beta2=beta2, lr=lr, eps=eps)
+    for (device, _), bucket in lists.by_device_and_dtype().items():
+        contiguous, strided = bucket.split_contiguous()
         if strided is not None:  # torch's fused Adam needs flat layouts
-            _multi_tensor_adam_l2sp(
-                *strided, amsgrad=amsgrad, beta1=beta1, beta2=beta2, lr=lr,
-                weight_decay=weight_decay, eps=eps)
-        if lists is None:
+            _multi_tensor_adam_l2sp(strided, weight_decay=weight_decay,
+                                    **hyper)
+        if contiguous is None:
             continue
-        for (b_params, b_grads, b_exp_avgs, b_exp_avg_sqs, b_max_exp_avg_sqs,
-             b_anchors, b_steps) in split_for_cache(device, lists):
+        for chunk in contiguous.cache_chunks(device):
+            grads = chunk.grads
             if weight_decay != 0:
-                pulled = _scratch_like(b_params)
-                for g, p, out, i in zip(b_grads, b_params, pulled,
-                                        range(len(b_params))):
-                    pull = p if b_anchors is None else p - b_anchors[i]
+                grads = scratch_like(chunk.params)
+                for i, (g, p, out) in enumerate(
+                        zip(chunk.grads, chunk.params, grads)):
+                    pull = p if chunk.anchors is None else p - chunk.anchors[i]
                     torch.add(g, pull, alpha=weight_decay, out=out)
-                b_grads = pulled
-            fused_adam_(b_params, b_grads, b_exp_avgs, b_exp_avg_sqs,
-                        b_max_exp_avg_sqs, b_steps, amsgrad=amsgrad,
-                        beta1=beta1, beta2=beta2, lr=lr, eps=eps)
+            fused_adam_(chunk.params, grads, chunk.exp_avgs,
+                        chunk.exp_avg_sqs, chunk.max_exp_avg_sqs, chunk.steps,
+                        **hyper)
+
+
+def _triton_adam_l2sp(lists: StepLists, *, amsgrad, beta1, beta2, lr,
+                      weight_decay, eps) -> None:
+    """The Triton kernel's one pass per bucket it serves; the foreach
+    kernel for the rest (float64, non-contiguous)."""
+    hyper = dict(beta1=beta1, beta2=beta2, lr=lr, eps=eps, amsgrad=amsgrad)
+    for served, bucket in _triton_kernels.served_buckets(lists):
+        if served:
+            _triton_kernels.adam_with_pull(*bucket, pull=weight_decay,
+                                           **hyper)
+        else:
+            _multi_tensor_adam_l2sp(bucket, weight_decay=weight_decay,
+                                    **hyper)
+
+
+#: this optimizer's function per kernel name (:mod:`mmspd.optim._dispatch`)
+_KERNELS = dict(loop=_single_tensor_adam_l2sp,
+                foreach=_multi_tensor_adam_l2sp, fused=_fused_adam_l2sp,
+                triton=_triton_adam_l2sp)

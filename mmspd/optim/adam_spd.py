@@ -12,10 +12,12 @@ from torch import Tensor
 from . import _native, _triton_kernels, _two_pass
 from ._adam_math import (adam_moments_, adam_moments_foreach_,
                          adam_update_foreach_, fused_adam_, kernel_lr)
-from ._grouping import (group_by_device_and_dtype, split_contiguous,
-                        split_for_cache)
+from ._dispatch import pick_kernel
+from ._grouping import scratch_like
+from ._spd_rule import apply_keep, keep_factors, keep_factors_from_sums
+from ._step_lists import StepLists
 from ._tensor_sums import flat_dot, l2_norm, l2_norms
-from .anchored_adam import AnchoredAdam, GroupTensors, pick_kernel
+from .anchored_adam import AnchoredAdam, GroupTensors
 
 __all__ = ['AdamSPD', 'adam_spd']
 
@@ -62,10 +64,7 @@ class AdamSPD(AnchoredAdam):
     def _update_group(self, group: Dict, tensors: GroupTensors,
                       kernel: str) -> None:
         beta1, beta2 = group['betas']
-        adam_spd(tensors.params, tensors.grads, tensors.exp_avgs,
-                 tensors.exp_avg_sqs, tensors.max_exp_avg_sqs,
-                 tensors.anchors, tensors.steps,
-                 kernel=kernel,
+        adam_spd(*tensors.lists, kernel=kernel,
                  amsgrad=group['amsgrad'], beta1=beta1, beta2=beta2,
                  lr=group['lr'], weight_decay=group['weight_decay'],
                  eps=group['eps'], ratios_out=self._last_ratios,
@@ -110,10 +109,9 @@ def adam_spd(params: List[Tensor], grads: List[Tensor],
     anchors; ``max_exp_avg_sqs`` may be ``None`` unless ``amsgrad``. ``steps``
     are the step counts *after* this step's increment (1 at the first step):
     numbers, or with ``kernel='foreach'`` the counter tensors themselves
-    (``capturable``). ``kernel`` is ``'loop'`` (the readable reference),
-    ``'foreach'`` (multi-tensor) or ``'fused'`` (CPU: mmspd's compiled
-    kernel, or torch ops around torch's fused Adam); all give the same
-    numbers to float32 rounding.
+    (``capturable``). ``kernel`` is one of
+    :data:`mmspd.optim._dispatch.KERNELS` (the module docstring there says
+    what each is); all give the same numbers to float32 rounding.
     If ``ratios_out`` is a list, the tensors of per-tensor projection ratios
     (0 where not projected) are appended to it; with ``weight_decay == 0``
     SPD is off and nothing is appended.
@@ -123,105 +121,42 @@ def adam_spd(params: List[Tensor], grads: List[Tensor],
     :meth:`mmspd.optim._dtensor.ShardedSums.reduce`, one all-reduce); the
     kernel then runs in two passes around it (:mod:`mmspd.optim._two_pass`).
     """
-    kernels = dict(loop=_single_tensor_adam_spd,
-                   foreach=_multi_tensor_adam_spd, fused=_fused_adam_spd,
-                   triton=_triton_kernels.adam_spd_step)
-    run = pick_kernel(kernels, kernel)
-    lr = kernel_lr(lr, kernel, steps)  # a tensor lr: see kernel_lr
+    run = pick_kernel(_KERNELS, kernel)
+    lists = StepLists(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs,
+                      anchors, steps).for_amsgrad(amsgrad)
+    hyper = dict(amsgrad=amsgrad, beta1=beta1, beta2=beta2,
+                 lr=kernel_lr(lr, kernel, steps),  # a tensor lr: see there
+                 eps=eps)
     if reduce_sums is not None and weight_decay != 0:
         # sharded: decide from the sums over every shard (two passes)
-        sums, proposals = _two_pass.propose(
-            kernel, params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs,
-            anchors, steps, amsgrad=amsgrad, beta1=beta1, beta2=beta2, lr=lr,
-            eps=eps)
+        sums, proposals = _two_pass.propose(kernel, lists, **hyper)
         keeps = keep_factors_from_sums(reduce_sums(sums), weight_decay,
                                        ratios_out)
-        _two_pass.project(kernel, params, anchors, keeps, proposals)
+        _two_pass.project(kernel, lists.params, lists.anchors, keeps,
+                          proposals)
         return
-    run(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, anchors, steps,
-        amsgrad=amsgrad, beta1=beta1, beta2=beta2, lr=lr,
-        weight_decay=weight_decay, eps=eps, ratios_out=ratios_out)
+    run(lists, weight_decay=weight_decay, ratios_out=ratios_out, **hyper)
 
 
-def projection_ratios(dots: Tensor, deviation_norms: Tensor,
-                      proposal_norms: Tensor) -> Tensor:
-    """Per tensor SPD's ratio ``r`` where the condition selects it, else 0.
-
-    ``dots`` is ``g . (p - a)``, ``deviation_norms`` is ``|p - a|`` and
-    ``proposal_norms`` is ``|q - a|``, each with one entry per tensor (or
-    0-d). Computed without reading any value on the host; ``q == a`` gives
-    ``r = 0`` rather than 0/0.
-    """
-    growth = proposal_norms - deviation_norms
-    ratio = (growth / proposal_norms).clamp(0.0, 1.0)
-    ratio = torch.where(proposal_norms > 0, ratio, torch.zeros_like(ratio))
-    selected = dots > 0  # SPD's condition c = -g.(p - a) < 0
-    return ratio * selected
-
-
-def keep_factors(dots: Tensor, deviation_norms: Tensor,
-                 proposal_norms: Tensor, weight_decay: float,
-                 ratios_out: Optional[List[Tensor]] = None) -> Tensor:
-    """Per tensor ``1 - lambda * r`` (``1`` where not selected).
-
-    The new deviation is ``keep * (q - a)``. Arguments as
-    :func:`projection_ratios`; the ratios are appended to ``ratios_out``
-    when it is given (telemetry, read later by the caller).
-    """
-    ratios = projection_ratios(dots, deviation_norms, proposal_norms)
-    if ratios_out is not None:
-        ratios_out.append(ratios.reshape(-1))
-    return 1.0 - weight_decay * ratios
-
-
-def keep_factors_from_sums(sums: Tensor, weight_decay: float,
-                           ratios_out: Optional[List[Tensor]] = None
-                           ) -> Tensor:
-    """:func:`keep_factors` from per-tensor sums, as kernels that run in two
-    passes (and sharded steps, which reduce the sums between them) have them.
-
-    ``sums`` is ``[n, 3]``: per tensor ``g . (p - a)``, ``|p - a|^2`` and
-    ``|q - a|^2`` over all its elements. Returns the ``[n]`` keep factors.
-    """
-    dots, deviation_sq, proposal_sq = sums.unbind(1)
-    return keep_factors(dots, deviation_sq.sqrt(), proposal_sq.sqrt(),
-                        weight_decay, ratios_out)
-
-
-def _apply_keep(params: List[Tensor], anchors: Optional[List[Tensor]],
-                proposals: List[Tensor], keeps: Tensor) -> None:
-    """``p = a + keep * (q - a)`` per tensor (``proposals`` hold ``q - a``;
-    with zero anchors they are the parameters themselves)."""
-    keeps = keeps.unbind(0)
-    if anchors is None:
-        torch._foreach_mul_(params, keeps)
-        return
-    for param, anchor, proposal, keep in zip(params, anchors, proposals,
-                                             keeps):
-        torch.addcmul(anchor, proposal, keep, out=param)
-
-
-def _single_tensor_adam_spd(params, grads, exp_avgs, exp_avg_sqs,
-                            max_exp_avg_sqs, anchors, steps, *, amsgrad,
-                            beta1, beta2, lr, weight_decay, eps,
-                            ratios_out=None) -> None:
-    for i, param in enumerate(params):
-        grad = grads[i]
+def _single_tensor_adam_spd(lists: StepLists, *, amsgrad, beta1, beta2, lr,
+                            weight_decay, eps, ratios_out=None) -> None:
+    """The reference: tensor by tensor, as the math is written."""
+    for i, param in enumerate(lists.params):
+        grad, exp_avg = lists.grads[i], lists.exp_avgs[i]
         denom, step_size = adam_moments_(
-            grad, exp_avgs[i], exp_avg_sqs[i],
-            max_exp_avg_sqs[i] if amsgrad else None, steps[i], beta1=beta1,
-            beta2=beta2, lr=lr, eps=eps, amsgrad=amsgrad)
+            grad, exp_avg, lists.exp_avg_sqs[i],
+            lists.max_exp_avg_sqs[i] if amsgrad else None, lists.steps[i],
+            beta1=beta1, beta2=beta2, lr=lr, eps=eps, amsgrad=amsgrad)
         if weight_decay == 0:
-            param.addcdiv_(exp_avgs[i], denom, value=-step_size)
+            param.addcdiv_(exp_avg, denom, value=-step_size)
             continue
-        anchor = None if anchors is None else anchors[i]
+        anchor = None if lists.anchors is None else lists.anchors[i]
         # deviation from the anchor before the step: p - a
         deviation = param if anchor is None else param - anchor
         dot = flat_dot(grad, deviation)
         deviation_norm = l2_norm(deviation)
         # Adam's proposal, as a deviation from the anchor: q - a
-        proposal = torch.addcdiv(deviation, exp_avgs[i], denom,
-                                 value=-step_size)
+        proposal = torch.addcdiv(deviation, exp_avg, denom, value=-step_size)
         keep = keep_factors(dot, deviation_norm, l2_norm(proposal),
                             weight_decay, ratios_out)
         # p = a + (1 - lambda * r) * (q - a)
@@ -231,41 +166,34 @@ def _single_tensor_adam_spd(params, grads, exp_avgs, exp_avg_sqs,
             torch.addcmul(anchor, proposal, keep, out=param)
 
 
-def _multi_tensor_adam_spd(params, grads, exp_avgs, exp_avg_sqs,
-                           max_exp_avg_sqs, anchors, steps, *, amsgrad, beta1,
-                           beta2, lr, weight_decay, eps,
-                           ratios_out=None) -> None:
-    buckets = group_by_device_and_dtype(params, grads, exp_avgs, exp_avg_sqs,
-                                        max_exp_avg_sqs, anchors, steps)
-    chunks = [
-        chunk for (device, _), lists in buckets.items()
-        for chunk in split_for_cache(device, lists)
-    ]
-    for (b_params, b_grads, b_exp_avgs, b_exp_avg_sqs, b_max_exp_avg_sqs,
-         b_anchors, b_steps) in chunks:
-        denoms, neg_step_sizes = adam_moments_foreach_(
-            b_grads, b_exp_avgs, b_exp_avg_sqs, b_max_exp_avg_sqs, b_steps,
-            beta1=beta1, beta2=beta2, lr=lr, eps=eps, amsgrad=amsgrad)
-        if weight_decay == 0:
-            adam_update_foreach_(b_params, b_exp_avgs, denoms,
+def _multi_tensor_adam_spd(lists: StepLists, *, amsgrad, beta1, beta2, lr,
+                           weight_decay, eps, ratios_out=None) -> None:
+    """Multi-tensor ops per device and dtype (cache-sized chunks on CPU)."""
+    for (device, _), bucket in lists.by_device_and_dtype().items():
+        for chunk in bucket.cache_chunks(device):
+            denoms, neg_step_sizes = adam_moments_foreach_(
+                chunk.grads, chunk.exp_avgs, chunk.exp_avg_sqs,
+                chunk.max_exp_avg_sqs, chunk.steps, beta1=beta1,
+                beta2=beta2, lr=lr, eps=eps, amsgrad=amsgrad)
+            if weight_decay == 0:
+                adam_update_foreach_(chunk.params, chunk.exp_avgs, denoms,
+                                     neg_step_sizes)
+                continue
+            # Zero anchors: the deviation is the parameter itself, so the
+            # proposal is built in place in it. Otherwise in a buffer.
+            deviations = (chunk.params if chunk.anchors is None else
+                          torch._foreach_sub(chunk.params, chunk.anchors))
+            dots = torch.stack(
+                [flat_dot(g, d) for g, d in zip(chunk.grads, deviations)])
+            deviation_norms = l2_norms(deviations)
+            adam_update_foreach_(deviations, chunk.exp_avgs, denoms,
                                  neg_step_sizes)
-            continue
-        # Zero anchors: the deviation is the parameter itself, so the
-        # proposal is built in place in the parameter. Otherwise in a buffer.
-        deviations = (b_params if b_anchors is None else
-                      torch._foreach_sub(b_params, b_anchors))
-        dots = torch.stack(
-            [flat_dot(g, d) for g, d in zip(b_grads, deviations)])
-        deviation_norms = l2_norms(deviations)
-        adam_update_foreach_(deviations, b_exp_avgs, denoms, neg_step_sizes)
-        proposal_norms = l2_norms(deviations)
-        keeps = keep_factors(dots, deviation_norms, proposal_norms,
-                             weight_decay, ratios_out)
-        _apply_keep(b_params, b_anchors, deviations, keeps)
+            keeps = keep_factors(dots, deviation_norms, l2_norms(deviations),
+                                 weight_decay, ratios_out)
+            apply_keep(chunk.params, chunk.anchors, deviations, keeps)
 
 
-def _fused_adam_spd(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs,
-                    anchors, steps, *, amsgrad, beta1, beta2, lr,
+def _fused_adam_spd(lists: StepLists, *, amsgrad, beta1, beta2, lr,
                     weight_decay, eps, ratios_out=None) -> None:
     """One or two passes per tensor, per same-device, same-dtype bucket.
 
@@ -276,34 +204,27 @@ def _fused_adam_spd(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs,
     ops around torch's fused Adam. Non-contiguous tensors (e.g.
     channels_last) take the foreach kernel.
     """
-    buckets = group_by_device_and_dtype(params, grads, exp_avgs, exp_avg_sqs,
-                                        max_exp_avg_sqs if amsgrad else None,
-                                        anchors, steps)
-    hyper = dict(beta1=beta1, beta2=beta2, lr=lr, eps=eps)
-    for (device, _), bucket in buckets.items():
-        lists, strided = split_contiguous(bucket)
+    hyper = dict(amsgrad=amsgrad, beta1=beta1, beta2=beta2, lr=lr, eps=eps,
+                 weight_decay=weight_decay, ratios_out=ratios_out)
+    for (device, _), bucket in lists.by_device_and_dtype().items():
+        contiguous, strided = bucket.split_contiguous()
         if strided is not None:
-            _multi_tensor_adam_spd(*strided, amsgrad=amsgrad,
-                                   weight_decay=weight_decay,
-                                   ratios_out=ratios_out, **hyper)
-        if lists is None:
+            _multi_tensor_adam_spd(strided, **hyper)
+        if contiguous is None:
             continue
-        if weight_decay != 0 and _native.serves(lists[0]):
-            ratios = _native.adam_spd_step(*lists, weight_decay=weight_decay,
-                                           **hyper)
+        if weight_decay != 0 and _native.serves(contiguous.params):
+            ratios = _native.adam_spd_step(
+                *contiguous, beta1=beta1, beta2=beta2, lr=lr, eps=eps,
+                weight_decay=weight_decay)
             if ratios_out is not None:
                 ratios_out.append(ratios)
             continue
-        for chunk in split_for_cache(device, lists):
-            _composed_fused_adam_spd(*chunk, amsgrad=amsgrad,
-                                     weight_decay=weight_decay,
-                                     ratios_out=ratios_out, **hyper)
+        for chunk in contiguous.cache_chunks(device):
+            _composed_fused_adam_spd(chunk, **hyper)
 
 
-def _composed_fused_adam_spd(params, grads, exp_avgs, exp_avg_sqs,
-                             max_exp_avg_sqs, anchors, steps, *, amsgrad,
-                             beta1, beta2, lr, weight_decay, eps,
-                             ratios_out=None) -> None:
+def _composed_fused_adam_spd(lists: StepLists, *, amsgrad, beta1, beta2,
+                             lr, weight_decay, eps, ratios_out=None) -> None:
     """Adam's part in torch's fused kernel (one pass), SPD's around it.
 
     For one cache-sized chunk: ``p - a`` into a scratch buffer with its dot
@@ -311,10 +232,12 @@ def _composed_fused_adam_spd(params, grads, exp_avgs, exp_avg_sqs,
     same scratch buffer with its norm, then ``p = a + keep * (q - a)``. Only
     the fused pass and the first read of the chunk touch main memory.
     """
+    params, anchors = lists.params, lists.anchors
+
     def fused_adam():
-        fused_adam_(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs,
-                    steps, amsgrad=amsgrad, beta1=beta1, beta2=beta2, lr=lr,
-                    eps=eps)
+        fused_adam_(params, lists.grads, lists.exp_avgs, lists.exp_avg_sqs,
+                    lists.max_exp_avg_sqs, lists.steps, amsgrad=amsgrad,
+                    beta1=beta1, beta2=beta2, lr=lr, eps=eps)
 
     if weight_decay == 0:
         fused_adam()
@@ -322,27 +245,41 @@ def _composed_fused_adam_spd(params, grads, exp_avgs, exp_avg_sqs,
     if anchors is None:
         deviations = params  # zero anchors: p - a is p itself
     else:
-        deviations = _scratch_like(params)
+        deviations = scratch_like(params)
         for p, a, d in zip(params, anchors, deviations):
             torch.sub(p, a, out=d)
-    dots = torch.stack([flat_dot(g, d) for g, d in zip(grads, deviations)])
+    dots = torch.stack(
+        [flat_dot(g, d) for g, d in zip(lists.grads, deviations)])
     deviation_norms = l2_norms(deviations)
     fused_adam()
     if anchors is not None:
         for p, a, d in zip(params, anchors, deviations):
             torch.sub(p, a, out=d)
-    proposal_norms = l2_norms(deviations)
-    keeps = keep_factors(dots, deviation_norms, proposal_norms, weight_decay,
-                         ratios_out)
-    _apply_keep(params, anchors, deviations, keeps)
+    keeps = keep_factors(dots, deviation_norms, l2_norms(deviations),
+                         weight_decay, ratios_out)
+    apply_keep(params, anchors, deviations, keeps)
 
 
-def _scratch_like(tensors: List[Tensor]) -> List[Tensor]:
-    """Uninitialised tensors shaped like ``tensors``, in one allocation."""
-    flat = torch.empty(sum(t.numel() for t in tensors),
-                       dtype=tensors[0].dtype, device=tensors[0].device)
-    views, offset = [], 0
-    for t in tensors:
-        views.append(flat[offset:offset + t.numel()].view_as(t))
-        offset += t.numel()
-    return views
+def _triton_adam_spd(lists: StepLists, *, amsgrad, beta1, beta2, lr,
+                     weight_decay, eps, ratios_out=None) -> None:
+    """Per bucket: the Triton kernel's propose, keep factors on the device,
+    its project. Tensors it does not serve (float64, non-contiguous) take
+    the foreach kernel."""
+    hyper = dict(beta1=beta1, beta2=beta2, lr=lr, eps=eps, amsgrad=amsgrad)
+    for served, bucket in _triton_kernels.served_buckets(lists):
+        if not served:
+            _multi_tensor_adam_spd(bucket, weight_decay=weight_decay,
+                                   ratios_out=ratios_out, **hyper)
+        elif weight_decay == 0:  # Adam
+            _triton_kernels.adam_with_pull(*bucket._replace(anchors=None),
+                                           pull=0.0, **hyper)
+        else:
+            sums = _triton_kernels.propose(*bucket, **hyper)
+            keeps = keep_factors_from_sums(sums, weight_decay, ratios_out)
+            _triton_kernels.project(bucket.params, bucket.anchors, keeps)
+
+
+#: this optimizer's function per kernel name (:mod:`mmspd.optim._dispatch`)
+_KERNELS = dict(loop=_single_tensor_adam_spd,
+                foreach=_multi_tensor_adam_spd, fused=_fused_adam_spd,
+                triton=_triton_adam_spd)

@@ -19,35 +19,21 @@ Anchor modes (the ``anchor`` key of every parameter group):
     The anchor is 0 and nothing is stored: for PEFT modules (LoRA, adapters)
     and new layers whose pretrained value is zero or meaningless.
 """
-import math
-import numbers
 import warnings
-from typing import Any, Callable, Dict, Iterable, List, Optional, Union
+from typing import Any, Callable, Dict, Iterable, List, Optional
 
 import torch
 from torch import Tensor
 from torch.optim import Optimizer
 
+from ._dispatch import select_kernel
 from ._dtensor import (SHARDING_ADVICE, ShardedSums, check_dtensor_step,
                        flat_sharding_refusal, is_dtensor, local_tensor)
+from ._hyperparameters import (ANCHOR_MODES, check_hyperparameters,
+                               resolve_dtype)
+from ._step_lists import StepLists
 
-#: The values the ``anchor`` option of a parameter group may take.
-ANCHOR_MODES = ('init', 'zero')
-
-
-#: Names accepted for ``anchor_dtype`` (a ``torch.dtype`` works as well).
-ANCHOR_DTYPES = ('float32', 'float64', 'bfloat16', 'float16')
-
-
-def resolve_dtype(value: Any) -> Optional[torch.dtype]:
-    """``torch.dtype`` for an ``anchor_dtype`` value; ``None`` if invalid."""
-    if isinstance(value, str):
-        value = value[len('torch.'):] if value.startswith('torch.') else value
-        return getattr(torch, value) if value in ANCHOR_DTYPES else None
-    if isinstance(value, torch.dtype) and value.is_floating_point:
-        return value
-    return None
-
+__all__ = ['AnchoredAdam', 'ANCHOR_MODES', 'GroupTensors']
 
 def anchor_of(p: Tensor, group: Dict[str, Any]) -> Tensor:
     """A new anchor tensor for ``p``: its current value, in the group's
@@ -58,162 +44,18 @@ def anchor_of(p: Tensor, group: Dict[str, Any]) -> Tensor:
                          memory_format=torch.preserve_format)
 
 
-def _is_real(value: Any) -> bool:
-    return isinstance(value, numbers.Real) and not isinstance(value, bool)
-
-
-def check_hyperparameters(group: Dict[str, Any], where: str) -> None:
-    """Raise ``ValueError`` naming the first invalid hyper-parameter."""
-    lr = group['lr']
-    if isinstance(lr, Tensor):
-        if lr.dim() != 0 or not lr.is_floating_point():
-            raise ValueError(f'Invalid learning rate lr={lr!r} in {where}: '
-                             f'expected a 0-d floating-point tensor (or a '
-                             f'number)')
-        # read once per group, not per step (a meta tensor has no value)
-        value = 0.0 if lr.is_meta else float(lr.detach())
-        if not (math.isfinite(value) and value >= 0):
-            raise ValueError(f'Invalid learning rate lr={lr!r} in {where}: '
-                             f'expected a finite value >= 0')
-    elif not (_is_real(lr) and math.isfinite(lr) and lr >= 0):
-        raise ValueError(f'Invalid learning rate lr={lr!r} in {where}: '
-                         f'expected a finite number >= 0 or a 0-d tensor')
-    eps = group['eps']
-    if not (_is_real(eps) and math.isfinite(eps) and eps > 0):
-        raise ValueError(f'Invalid eps={eps!r} in {where}: expected a finite '
-                         f'number > 0 (it keeps m / sqrt(v) finite where '
-                         f'v == 0)')
-    betas = group['betas']
-    if (isinstance(betas, (str, bytes)) or not hasattr(betas, '__len__')
-            or len(betas) != 2):
-        raise ValueError(f'Invalid betas={betas!r} in {where}: expected a '
-                         f'pair (beta1, beta2)')
-    for i, beta in enumerate(betas):
-        if not (_is_real(beta) and 0.0 <= beta < 1.0):
-            raise ValueError(f'Invalid beta{i + 1}={beta!r} in {where}: '
-                             f'expected a number in [0, 1)')
-    decay = group['weight_decay']
-    if not (_is_real(decay) and math.isfinite(decay) and decay >= 0):
-        raise ValueError(f'Invalid weight_decay={decay!r} in {where}: '
-                         f'expected a finite number >= 0')
-    anchor = group['anchor']
-    if anchor not in ANCHOR_MODES:
-        raise ValueError(f'Invalid anchor={anchor!r} in {where}: expected '
-                         f'one of {", ".join(map(repr, ANCHOR_MODES))}')
-    anchor_dtype = group['anchor_dtype']
-    if anchor_dtype is not None and resolve_dtype(anchor_dtype) is None:
-        raise ValueError(f'Invalid anchor_dtype={anchor_dtype!r} in {where}: '
-                         f'expected None (the parameter\'s dtype) or one of '
-                         f'{", ".join(ANCHOR_DTYPES)}')
-    if not isinstance(group['amsgrad'], bool):
-        raise ValueError(f'Invalid amsgrad={group["amsgrad"]!r} in {where}: '
-                         f'expected True or False')
-    for flag in ('foreach', 'fused'):
-        if group[flag] not in (None, True, False):
-            raise ValueError(f'Invalid {flag}={group[flag]!r} in {where}: '
-                             f'expected None, True or False')
-    if group['fused'] and group['foreach'] is False:
-        raise ValueError(f'fused=True and foreach=False in {where} ask for '
-                         f'two different kernels: choose one')
-    capturable = group['capturable']
-    if not isinstance(capturable, bool):
-        raise ValueError(f'Invalid capturable={capturable!r} in {where}: '
-                         f'expected True or False')
-    if capturable and (group['fused'] or group['foreach'] is False):
-        chosen = 'fused=True' if group['fused'] else 'foreach=False'
-        raise ValueError(f'capturable=True and {chosen} in {where}: a '
-                         f'capturable step runs on the foreach kernel (the '
-                         f'fused CPU kernel and the reference loop keep step '
-                         f'counters on the host); leave fused/foreach unset')
-
-
-def fused_available(device: torch.device, dtype: torch.dtype) -> bool:
-    """Whether the fused kernel serves tensors of this device and dtype.
-
-    It is built on torch's fused Adam kernel on the CPU; on CUDA,
-    ``fused=True`` asks for the Triton kernel instead (:func:`select_kernel`).
-    """
-    return (device.type == 'cpu' and hasattr(torch, '_fused_adam_')
-            and dtype in (torch.float32, torch.float64, torch.bfloat16))
-
-
-def pick_kernel(kernels: Dict[str, Callable], name: str) -> Callable:
-    """``kernels[name]``, or a ``ValueError`` listing the known names."""
-    if name not in kernels:
-        raise ValueError(f'Unknown kernel {name!r}: expected one of '
-                         f'{", ".join(kernels)}')
-    return kernels[name]
-
-
-def select_kernel(group: Dict[str, Any], params: List[Tensor]) -> str:
-    """``'triton'``, ``'fused'``, ``'foreach'`` or ``'loop'`` for one
-    group's step.
-
-    ``foreach=False`` asks for the loop and ``fused=False`` for the foreach
-    kernel. What ``fused=True`` asks for depends on the device:
-
-    - a group whose parameters are all on CUDA takes the foreach kernel
-      (torch's own ops) by default. mmspd's Triton kernel is opt-in there
-      (``fused=True``): it has been checked only through Triton's
-      interpreter on CPU, not yet on a GPU, and ``fused=True`` raises where
-      Triton cannot run;
-    - other groups take the compiled CPU kernel (``'fused'``) wherever every
-      tensor supports it (required by ``fused=True``), except
-      ``capturable`` ones, which take the foreach kernel.
-    """
-    if group['foreach'] is False:
-        return 'loop'
-    if group['fused'] is False:
-        return 'foreach'
-    devices = {p.device for p in params}
-    if devices and all(device.type == 'cuda' for device in devices):
-        if not group['fused']:
-            return 'foreach'
-        from . import _triton_kernels  # imports no Triton
-        reasons = sorted({
-            reason for reason in map(_triton_kernels.unavailable_reason,
-                                     devices) if reason is not None})
-        if not reasons:
-            return 'triton'
-        raise RuntimeError(f'fused=True on CUDA asks for mmspd\'s '
-                           f'Triton kernel, which cannot run here '
-                           f'({"; ".join(reasons)}); use fused=None for '
-                           f'the foreach path')
-    if group.get('capturable'):
-        return 'foreach'
-    kinds = {(p.device, p.dtype) for p in params}
-    unsupported = sorted(f'{device.type}/{dtype}' for device, dtype in kinds
-                         if not fused_available(device, dtype))
-    supported = not unsupported
-    if group['fused'] and not supported:
-        raise RuntimeError(f'fused=True but the fused kernel does not serve '
-                           f'{", ".join(unsupported)} parameters (it serves '
-                           f'CPU float32/float64/bfloat16, and CUDA through '
-                           f'Triton); use fused=None to fall back to the '
-                           f'foreach path')
-    return 'fused' if supported else 'foreach'
-
-
 class GroupTensors:
-    """The tensors of one parameter group that take part in one step.
+    """What one parameter group brings to one step.
 
-    All lists are aligned with ``params``. ``anchors`` is ``None`` for a
-    ``'zero'`` group and ``max_exp_avg_sqs`` is ``None`` without amsgrad.
+    ``lists`` are the tensors that take part (the local shards of
+    DTensors), ``shards`` says how their per-tensor sums are added up over
+    the shards (``None``: whole tensors).
     """
 
-    def __init__(self) -> None:
-        self.params: List[Tensor] = []
-        self.grads: List[Tensor] = []
-        self.exp_avgs: List[Tensor] = []
-        self.exp_avg_sqs: List[Tensor] = []
-        self.max_exp_avg_sqs: Optional[List[Tensor]] = None
-        self.anchors: Optional[List[Tensor]] = None
-        #: step counts after this step's increment: Python numbers, or
-        #: the counter tensors themselves in ``capturable`` groups
-        self.steps: List[Union[float, Tensor]] = []
-        #: for local shards of DTensors: how their per-tensor sums are
-        #: added up over the shards (``None``: whole tensors)
-        self.shards: Optional[ShardedSums] = None
+    def __init__(self, lists: StepLists,
+                 shards: Optional[ShardedSums] = None) -> None:
+        self.lists = lists
+        self.shards = shards
 
 
 class AnchoredAdam(Optimizer):
@@ -239,16 +81,18 @@ class AnchoredAdam(Optimizer):
             must be one the parameter's dtype contains (a wider one is an
             error at the first step: it would cost memory for nothing).
         foreach: ``False`` selects the per-tensor reference loop.
-        fused: ``None`` (default) uses the fused kernel where it serves the
-            tensors (CPU: mmspd's compiled kernel; CUDA: its Triton kernel)
-            and the multi-tensor ``torch._foreach_*`` path elsewhere;
-            ``True`` requires the fused kernel, ``False`` forbids it. All
-            paths give the same numbers (to float32 rounding).
+        fused: ``None`` (default) uses mmspd's compiled kernel for CPU
+            tensors it serves and the multi-tensor ``torch._foreach_*``
+            path elsewhere (CUDA included); ``True`` requires a fused
+            kernel (CPU: the compiled one; CUDA: mmspd's Triton kernel,
+            which is opt-in), ``False`` forbids it. All paths give the
+            same numbers (to float32 rounding); see
+            :mod:`mmspd.optim._dispatch`.
         capturable: keep each step counter as a tensor on its parameter's
             device and compute the bias corrections there (as
             ``torch.optim.Adam(capturable=True)``), so that a step can be
-            captured in a CUDA graph and replayed; runs the Triton kernel
-            on CUDA, the foreach kernel elsewhere.
+            captured in a CUDA graph and replayed; runs the foreach
+            kernel.
             Without it the counters live on the host (no device reads
             either way: a step never synchronises).
 
@@ -462,25 +306,20 @@ class AnchoredAdam(Optimizer):
 
         Increments their step counters; call :meth:`_check_group` first.
         """
-        tensors = GroupTensors()
         capturable = group['capturable']
-        step_counters: List[Tensor] = []
+        amsgrad, anchored = group['amsgrad'], group['anchor'] == 'init'
         stepped: List[Tensor] = []
-        if group['amsgrad']:
-            tensors.max_exp_avg_sqs = []
-        if group['anchor'] == 'init':
-            tensors.anchors = []
+        states: List[Dict[str, Any]] = []
+        step_counters: List[Tensor] = []
         for p in group['params']:
             if p.grad is None:
                 continue
             state = self.state[p]
             if not state:
                 self._init_state(p, group)
-            if group['amsgrad'] and 'max_exp_avg_sq' not in state:
+            if amsgrad and 'max_exp_avg_sq' not in state:
                 state['max_exp_avg_sq'] = torch.zeros_like(
                     p, memory_format=torch.preserve_format)
-            if tensors.anchors is not None:
-                tensors.anchors.append(state['anchor'])
             step = state['step']
             if (step.device != p.device if capturable else not step.is_cpu):
                 # the group's capturable setting changed since the state
@@ -489,22 +328,24 @@ class AnchoredAdam(Optimizer):
                     p.device if capturable else 'cpu')
             step_counters.append(step)
             stepped.append(p)
-            tensors.params.append(local_tensor(p))
-            tensors.grads.append(local_tensor(p.grad))
-            tensors.exp_avgs.append(local_tensor(state['exp_avg']))
-            tensors.exp_avg_sqs.append(local_tensor(state['exp_avg_sq']))
-            if tensors.max_exp_avg_sqs is not None:
-                tensors.max_exp_avg_sqs.append(
-                    local_tensor(state['max_exp_avg_sq']))
-        if tensors.anchors is not None:
-            tensors.anchors = [local_tensor(a) for a in tensors.anchors]
-        tensors.shards = self._sharded_sums(group, stepped)
+            states.append(state)
+
+        def local(key: str) -> List[Tensor]:
+            return [local_tensor(state[key]) for state in states]
+
+        steps: List = []
         if step_counters:
             torch._foreach_add_(step_counters, 1)
             # host counters (moved there above): one read for the group
-            tensors.steps = (step_counters if capturable else
-                             torch.stack(step_counters).tolist())
-        return tensors
+            steps = (step_counters if capturable else
+                     torch.stack(step_counters).tolist())
+        lists = StepLists(
+            params=[local_tensor(p) for p in stepped],
+            grads=[local_tensor(p.grad) for p in stepped],
+            exp_avgs=local('exp_avg'), exp_avg_sqs=local('exp_avg_sq'),
+            max_exp_avg_sqs=local('max_exp_avg_sq') if amsgrad else None,
+            anchors=local('anchor') if anchored else None, steps=steps)
+        return GroupTensors(lists, self._sharded_sums(group, stepped))
 
     def _sharded_sums(self, group: Dict[str, Any],
                       params: List[Tensor]) -> Optional[ShardedSums]:
@@ -541,12 +382,12 @@ class AnchoredAdam(Optimizer):
         ]
         for group, kernel in zip(self.param_groups, kernels):
             tensors = self._gather(group)
-            if tensors.params:
+            if tensors.lists.params:
                 self._update_group(group, tensors, kernel)
         return loss
 
     def _update_group(self, group: Dict[str, Any], tensors: GroupTensors,
                       kernel: str) -> None:
         """Apply one step to ``tensors`` with ``group``'s hyper-parameters
-        on ``kernel`` (``'loop'``, ``'foreach'`` or ``'fused'``)."""
+        on ``kernel`` (one of :data:`mmspd.optim._dispatch.KERNELS`)."""
         raise NotImplementedError

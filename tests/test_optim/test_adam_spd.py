@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from mmspd.optim import AdamSPD
-from mmspd.optim.adam_spd import keep_factors
+from mmspd.optim._spd_rule import keep_factors
 from tests.optim_helpers import (KERNELS, apply_grads,
                                  gradient_stream, make_params,
                                  max_scaled_ulps, step_beside_reference)

@@ -474,7 +474,7 @@ def test_fused_required_where_it_is_not_available_is_a_clear_error(cls):
 ])
 def test_default_kernel_is_fused_where_every_tensor_supports_it(
         params, expected):
-    from mmspd.optim.anchored_adam import select_kernel
+    from mmspd.optim._dispatch import select_kernel
     group = dict(foreach=None, fused=None)
     assert select_kernel(group, params) == expected
     assert select_kernel(dict(group, foreach=False), params) == 'loop'

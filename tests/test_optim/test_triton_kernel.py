@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from mmspd.optim import AdamL2SP, AdamSPD, _triton_kernels, adam_spd
-from mmspd.optim.anchored_adam import select_kernel
+from mmspd.optim._dispatch import select_kernel
 from tests.optim_helpers import (SHAPES, gradient_stream, make_params,
                                  step_in_lockstep)
 
