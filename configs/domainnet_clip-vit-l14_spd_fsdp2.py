@@ -18,7 +18,7 @@
 # GPUs and stay float32; forward/backward compute and the parameter
 # all-gathers run in bfloat16, gradients are reduce-scattered in float32;
 # every layer's activations are recomputed in backward. Checkpoints are
-# directories of per-GPU shards (README, "Sharded training"), resumable on
+# directories of per-GPU shards (docs/sharded_training.md), resumable on
 # any number of GPUs.
 #
 # Expected memory per GPU: NOT MEASURED (no GPU run of this config yet).

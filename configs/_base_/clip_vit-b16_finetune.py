@@ -13,7 +13,7 @@
 #   through init_cfg; these weights are the anchors of AdamSPD / AdamL2SP
 #   (captured at the first step, after init_weights). Make the file once
 #   from OpenAI's ViT-B-16.pt (a path, or its URL: OPENAI_VIT_B16_URL in
-#   mmspd/classification/clip_checkpoint.py, also in the README):
+#   mmspd/classification/clip_checkpoint.py, also in docs/reproduce.md):
 #     python tools/model_converters/openai_clip_to_mmpretrain.py \
 #       ViT-B-16.pt checkpoints/clip-vit-base-p16_openai.pth
 #   (mmpretrain's own CLIP ViT-B/16 checkpoints are already fine-tuned on

@@ -3,7 +3,7 @@
 # clipart (OOD), 345 classes.
 #
 # - Data: data/domainnet/<domain>/<class>/*.jpg with the split files next to
-#   the domain folders (see mmspd/classification/domainnet.py and README):
+#   the domain folders (see mmspd/classification/domainnet.py and docs/reproduce.md):
 #   train on real_train_split.txt, select the checkpoint on the ID validation
 #   list real_val_split.txt (carved out of the official real_train.txt; make
 #   it with tools/dataset_converters/domainnet_val_split.py if you do not

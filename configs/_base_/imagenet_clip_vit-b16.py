@@ -2,7 +2,7 @@
 # ImageNet-1k (ID) and tested on ImageNet val + ImageNet-V2, -Sketch, -A, -R
 # (OOD), 1000 classes.
 #
-# - Data (see README): data/imagenet in mmpretrain's layout (train/, val/,
+# - Data (see docs/reproduce.md): data/imagenet in mmpretrain's layout (train/, val/,
 #   meta/), data/imagenetv2-matched-frequency-format-val/{0..999}/,
 #   data/imagenet-sketch/sketch/<wnid>/, data/imagenet-a/<wnid>/ and
 #   data/imagenet-r/<wnid>/ (200 classes each). Labels of every OOD set are

@@ -77,7 +77,7 @@ class AnchoredAdam(Optimizer):
         anchor_dtype: dtype the anchors are stored in (``None``: the
             parameter's). ``'bfloat16'`` halves the anchors' memory (state
             2.5x instead of 3x the float32 parameter bytes) at the cost of
-            rounding the anchor to 8 bits of mantissa (see README). It
+            rounding the anchor to 8 bits of mantissa (docs/anchors.md). It
             must be one the parameter's dtype contains (a wider one is an
             error at the first step: it would cost memory for nothing).
         foreach: ``False`` selects the per-tensor reference loop.

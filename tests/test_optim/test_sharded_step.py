@@ -20,7 +20,7 @@ from mmspd.optim import AdamL2SP, AdamSPD, adam_spd
 from tests.tool_modules import REPO
 
 WORKER = osp.join(REPO, 'tests', 'test_optim', 'sharded_step_worker.py')
-#: the issue's bound: max |sharded - whole| / max |update| over 30 steps
+#: required agreement: max |sharded - whole| / max |update| over 30 steps
 TOLERANCE = 1e-6
 
 
@@ -140,7 +140,7 @@ def test_two_pass_step_on_halves_equals_whole_tensors(kernel, anchored):
 # ------------------------------------------------ one process, in this one
 @pytest.fixture
 def one_process_group():
-    """A 1-process gloo group (the issue's reproducer runs in one)."""
+    """A 1-process gloo group with a 1-D CPU device mesh."""
     if dist.is_initialized():
         pytest.skip('a process group already exists in this process')
     os.environ['MASTER_ADDR'] = '127.0.0.1'
@@ -156,7 +156,7 @@ def one_process_group():
 @pytest.mark.parametrize('cls', [AdamSPD, AdamL2SP])
 @pytest.mark.parametrize('kernel', [{}, dict(foreach=True), dict(fused=True),
                                     dict(fused=False), dict(foreach=False)])
-def test_reproducer_of_the_issue_steps_like_whole_tensors(
+def test_a_dtensor_on_one_process_steps_like_whole_tensors(
         one_process_group, cls, kernel):
     """Was a segmentation fault (the compiled kernel read the DTensor)."""
     g = torch.Generator().manual_seed(0)
