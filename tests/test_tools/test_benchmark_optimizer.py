@@ -1,16 +1,38 @@
-"""tools/benchmark_optimizer.py: shapes are real ViT shapes, the report holds."""
+"""tools/benchmark_optimizer.py: real ViT shapes; one run's JSON holds
+every optimizer's median, its ratios to AdamW from the same run, its state
+and traffic per parameter."""
+import contextlib
+import io
 import json
-import os.path as osp
+import math
 
 import pytest
 import torch
 
-from tests.tool_modules import REPO, load_tool
+from tests.tool_modules import load_tool
+
+
+#: a ViT small enough to step in milliseconds (16 patches of 56 pixels)
+SMALL = 'vit-32x2'
 
 
 @pytest.fixture(scope='module')
 def bench():
-    return load_tool('benchmark_optimizer.py')
+    tool = load_tool('benchmark_optimizer.py')
+    tool.VIT_CONFIGS[SMALL] = (32, 2, 56)  # this module's copy only
+    return tool
+
+
+@pytest.fixture(scope='module')
+def run(bench, tmp_path_factory):
+    """One CPU run on small ViT shapes: (returned report, JSON file's
+    report, printed text)."""
+    out = tmp_path_factory.mktemp('bench') / 'step.json'
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        report = bench.main(['--models', SMALL, '--rounds', '3',
+                             '--warmup', '1', '--json', str(out)])
+    return report, json.loads(out.read_text()), printed.getvalue()
 
 
 def _numel(shapes):
@@ -29,140 +51,100 @@ def test_vit_shapes_match_the_real_models(bench):
         sum(p.numel() for p in backbone.parameters()) + head
 
 
-def test_report_has_every_contender_with_ratios_and_memory(
-        bench, tmp_path, capsys):
-    out = tmp_path / 'bench.json'
-    report = bench.main(['--models', 'vit-tiny-test', '--rounds', '3',
-                         '--json', str(out)])
-    printed = capsys.readouterr().out
-    results = report['vit-tiny-test']['results']
-    expected = {bench.BASELINE_FOREACH, bench.DEFAULT_PATH, 'AdamSPD(loop)',
-                'AdamSPD(foreach)',
+def test_json_is_the_report_with_its_run_settings(bench, run):
+    report, saved, _ = run
+    assert saved == json.loads(json.dumps(report))
+    assert saved['device'] == 'cpu'
+    assert saved['torch'] == torch.__version__
+    assert (saved['rounds'], saved['warmup']) == (3, 1)
+    assert 'gpu' not in saved  # named on CUDA only
+    assert saved['baselines'] == ['AdamW(foreach)', 'AdamW(fused)']
+    assert list(saved['models']) == [SMALL]
+    model = saved['models'][SMALL]
+    assert model['numel'] == _numel(bench.vit_param_shapes(32, 2, 56))
+
+
+def test_every_optimizer_has_a_positive_finite_median(bench, run):
+    optimizers = run[1]['models'][SMALL]['optimizers']
+    expected = {'AdamW(foreach)', 'AdamSPD(default)', 'AdamSPD(loop)',
+                'AdamSPD(foreach)', "AdamSPD(anchor_dtype='bfloat16')",
                 "AdamSPD(anchor='zero')", 'AdamL2SP(default)'}
-    assert expected <= set(results)
-    for name in results:
-        assert f'| {name} |' in printed
-        assert results[name]['median_s'] > 0
-    # m, v (+ anchor): exactly the parameter-sized buffers each one keeps
-    assert results[bench.BASELINE_FOREACH]['state_per_param'] == 2.0
-    assert results[bench.DEFAULT_PATH]['state_per_param'] == 3.0
-    assert results["AdamSPD(anchor='zero')"]['state_per_param'] == 2.0
-    assert '| AdamW(foreach) |' in printed and '1.00x' in printed
-    # bytes a step must move per parameter: AdamW 28, SPD 32 (anchor read),
-    # bfloat16 anchors 30, zero anchors 28; the floor is that at the
-    # bandwidth measured in the same run
-    numel = report['vit-tiny-test']['numel']
-    per_param = {name: r['traffic_bytes'] / numel
-                 for name, r in results.items()}
-    assert per_param[bench.BASELINE_FOREACH] == 28
-    assert per_param[bench.DEFAULT_PATH] == 32
-    assert per_param["AdamSPD(anchor_dtype='bfloat16')"] == 30
-    assert per_param["AdamSPD(anchor='zero')"] == 28
-    bandwidth = report['vit-tiny-test']['bandwidth']
-    assert bandwidth > 0 and f'{bandwidth / 1e9:.1f} GB/s' in printed
-    for r in results.values():
-        assert r['floor_s'] == pytest.approx(r['traffic_bytes'] / bandwidth)
-    assert 'vs its traffic floor' in printed
-    # fresh gradients each round: SPD's projection pass is part of the time
-    assert report['vit-tiny-test']['projected_fraction'] > 0
-    saved = json.loads(out.read_text())
-    assert saved['models']['vit-tiny-test']['results'] == json.loads(
-        json.dumps(results))
+    assert expected <= set(optimizers)
+    assert 'AdamSPD(fused=True)' not in optimizers  # CUDA only
+    for name, r in optimizers.items():
+        assert set(r) == {'median_s', 'ratios', 'state_per_param',
+                          'bytes_per_param'}, name
+        assert math.isfinite(r['median_s']) and r['median_s'] > 0, name
+
+
+def test_ratios_are_medians_over_adamw_medians_of_the_same_run(run):
+    optimizers = run[1]['models'][SMALL]['optimizers']
+    baselines = [b for b in run[1]['baselines'] if b in optimizers]
+    assert 'AdamW(foreach)' in baselines
+    for name, r in optimizers.items():
+        assert set(r['ratios']) == set(baselines), name
+        for base in baselines:
+            assert r['ratios'][base] == pytest.approx(
+                r['median_s'] / optimizers[base]['median_s'], rel=1e-12)
+    for base in baselines:
+        assert optimizers[base]['ratios'][base] == 1.0
+
+
+def test_state_and_traffic_per_parameter(run):
+    optimizers = run[1]['models'][SMALL]['optimizers']
+    # m, v (+ anchor): the parameter-sized buffers each one keeps
+    state = {name: r['state_per_param'] for name, r in optimizers.items()}
+    assert state['AdamW(foreach)'] == 2.0
+    assert state['AdamSPD(default)'] == 3.0
+    assert state["AdamSPD(anchor_dtype='bfloat16')"] == 2.5
+    assert state["AdamSPD(anchor='zero')"] == 2.0
+    assert state['AdamL2SP(default)'] == 3.0
+    # read p, g, m, v (and the anchor), write p, m, v, in float32 bytes
+    moved = {name: r['bytes_per_param'] for name, r in optimizers.items()}
+    assert moved['AdamW(foreach)'] == 28
+    assert moved['AdamSPD(default)'] == 32
+    assert moved["AdamSPD(anchor_dtype='bfloat16')"] == 30
+    assert moved["AdamSPD(anchor='zero')"] == 28
+
+
+def test_projection_ran_in_the_timed_steps(run):
+    # fresh gradients each round: SPD's projection is part of the time
+    assert run[1]['models'][SMALL]['projected_fraction'] > 0
+
+
+def test_table_prints_every_optimizer_with_its_ratio(run):
+    optimizers = run[1]['models'][SMALL]['optimizers']
+    printed = run[2]
+    for name, r in optimizers.items():
+        row = next(line for line in printed.splitlines()
+                   if line.startswith(f'| {name} |'))
+        cells = [c.strip() for c in row.strip('|').split('|')]
+        assert float(cells[1]) == pytest.approx(r['median_s'] * 1e3,
+                                                abs=0.006)
+        assert cells[2] == f'{r["ratios"]["AdamW(foreach)"]:.2f}x'
+
+
+def test_optimizers_option_keeps_the_baselines_and_default(bench):
+    measured = bench.benchmark_model(bench.vit_param_shapes(16, 1),
+                                     torch.device('cpu'), rounds=1,
+                                     warmup=1, names=['AdamSPD(loop)'])
+    expected = {'AdamSPD(loop)', 'AdamSPD(default)', 'AdamW(foreach)'}
+    assert expected <= set(measured['optimizers'])
+    assert set(measured['optimizers']) <= expected | {'AdamW(fused)'}
+
+
+def test_unknown_optimizer_is_named(bench):
+    with pytest.raises(ValueError, match=r"unknown optimizers "
+                       r"\['AdamSPD\(fused=True\)'\] on cpu"):
+        bench.benchmark_model(bench.vit_param_shapes(16, 1),
+                              torch.device('cpu'), rounds=1, warmup=1,
+                              names=['AdamSPD(fused=True)'])
 
 
 @pytest.mark.parametrize('argv', [['--rounds', '0'], ['--warmup', '0'],
-                                  ['--e2e-repeats', '0'],
                                   ['--models', 'resnet50'],
-                                  ['--cfg-options', 'batch_size']])
+                                  ['--device', 'nonsense']])
 def test_bad_arguments_are_rejected(bench, argv, capsys):
     with pytest.raises(SystemExit):
         bench.parse_args(argv)
     assert argv[1] in capsys.readouterr().err
-
-
-def test_readme_section_is_regenerated_between_the_markers(bench, tmp_path):
-    readme = tmp_path / 'README.md'
-    readme.write_text(f'# Title\n\n{bench.README_START}\nold table\n'
-                      f'{bench.README_END}\n\nafter\n')
-    bench.main(['--models', 'vit-tiny-test', '--rounds', '2',
-                '--update-readme', str(readme)])
-    text = readme.read_text()
-    assert 'old table' not in text
-    assert text.startswith('# Title\n\n')
-    assert text.rstrip().endswith('after')
-    section = text.split(bench.README_START)[1].split(bench.README_END)[0]
-    assert 'Machine:' in section and '| AdamW(foreach) |' in section
-
-
-def test_readme_without_markers_is_a_clear_error(bench, tmp_path):
-    readme = tmp_path / 'README.md'
-    readme.write_text('# no markers\n')
-    with pytest.raises(ValueError, match='benchmark'):
-        bench.update_readme(str(readme), 'x')
-
-
-def test_anchor_dtype_effect_reports_both_measures(bench):
-    effect = bench.anchor_dtype_effect(bench.vit_param_shapes(16, 1), steps=3)
-    # rounding the anchors to bfloat16 does change SPD's steps
-    assert effect['relative_weight_gap'] > 0.0
-    assert 0.0 < effect['projection_disagreement'] <= 1.0
-
-
-def test_end_to_end_times_both_optimizers_on_a_real_config(bench, tmp_path):
-    from tests.dataset_files import write_custom_classification_set
-    data = write_custom_classification_set(str(tmp_path / 'data'))
-    config = osp.join(REPO, 'tests', 'data', 'configs',
-                      'tiny_lenet_spd.py')
-    e2e = bench.end_to_end(config,
-                           {'train_dataloader.dataset.data_root': data},
-                           iters=8, repeats=1)
-    assert e2e['adamspd_s'] > 0 and e2e['adamw_s'] > 0
-    assert e2e['throughput_ratio'] == pytest.approx(
-        e2e['adamw_s'] / e2e['adamspd_s'])
-    # one repeat: its own ratio is the pooled one
-    assert e2e['repeat_ratio_min'] == e2e['repeat_ratio_max'] == \
-        pytest.approx(e2e['throughput_ratio'])
-
-
-def test_cfg_options_are_typed_as_in_the_tools(bench):
-    args = bench.parse_args(['--cfg-options', 'a.b=8', 'c=0.5', 'd=x'])
-    assert args.cfg_options == {'a.b': 8, 'c': 0.5, 'd': 'x'}
-
-
-def _report(bench, model, default_s, foreach_s, fused_s=None, state=3.0):
-    results = {bench.DEFAULT_PATH: dict(median_s=default_s,
-                                        state_per_param=state),
-               bench.BASELINE_FOREACH: dict(median_s=foreach_s,
-                                            state_per_param=2.0)}
-    if fused_s is not None:
-        results[bench.BASELINE_FUSED] = dict(median_s=fused_s,
-                                             state_per_param=2.0)
-    return {model: dict(numel=1, results=results)}
-
-
-def test_targets_name_ratio_and_verdict_per_device(bench):
-    cpu, cuda = torch.device('cpu'), torch.device('cuda')
-    lines = bench.check_targets(
-        _report(bench, 'vit-b16', 1.4, 10.0, fused_s=1.0), cpu)
-    assert lines == [
-        'Target AdamSPD(default) <= 1.5x AdamW(fused) on vit-b16: 1.40x, '
-        'met.',
-        'Target AdamSPD(default) state <= 3.0x parameter bytes on vit-b16: '
-        '3.00x, met.'
-    ]
-    lines = bench.check_targets(
-        _report(bench, 'vit-b16', 1.3, 10.0, fused_s=1.0, state=3.5), cuda)
-    assert lines[0].endswith('1.30x, NOT met.')  # GPU target is 1.2x
-    assert lines[1].endswith('3.50x, NOT met.')
-    lines = bench.check_targets(_report(bench, 'vit-s16', 1.0, 10.0), cpu)
-    assert 'AdamW(fused) unavailable, not measured' in lines[1]
-    assert lines[0].endswith('0.10x, met.')
-
-
-def test_bandwidth_is_measured_not_assumed(bench):
-    probe = bench.BandwidthProbe(torch.device('cpu'), numel=1 << 16)
-    for _ in range(3):
-        probe()
-    assert len(probe.times) == 3
-    assert probe.bytes_per_s() == pytest.approx(
-        12 * (1 << 16) / sorted(probe.times)[1])
