@@ -4,9 +4,10 @@ SPD decides per whole tensor from three sums over all of its elements
 (``g . (p - a)``, ``|p - a|^2``, ``|q - a|^2``). On a parameter sharded as a
 ``DTensor`` (FSDP2's ``fully_shard``, tensor parallelism) the kernels run on
 each process's local shard, so these sums are partial; :class:`ShardedSums`
-adds them up over the shards with **one** all-reduce per parameter group and
-device mesh (the partial sums of all of a group's tensors stacked in one
-buffer), never a gather of a parameter. Everything else AdamSPD and AdamL2SP
+adds them up over the shards with **one** all-reduce per step and device
+mesh (the partial sums of every group's tensors stacked in one float64
+buffer of the same layout on every process), never a gather of a
+parameter. Everything else AdamSPD and AdamL2SP
 compute is element-wise and needs no communication.
 
 Sharding schemes that hide tensor boundaries are refused
@@ -14,6 +15,7 @@ Sharding schemes that hide tensor boundaries are refused
 ``use_orig_params``) and DeepSpeed ZeRO-3 partitions hold slices of several
 tensors, or a slice of one, with no way to recover a whole tensor's sums.
 """
+from collections import OrderedDict
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
@@ -128,28 +130,40 @@ def _mesh_group(mesh) -> Optional['dist.ProcessGroup']:
 
 
 class ShardedSums:
-    """Adds a group's per-tensor partial sums up over the shards.
+    """How one parameter group's per-tensor partial sums are added up over
+    the shards.
 
-    Built from the group's parameters as stepped (DTensors or plain tensors,
-    in the order of the kernels' sums). ``reduce(sums)`` takes the ``[n, k]``
-    partial sums computed on the local shards and returns the global sums,
-    with one ``all_reduce`` per device mesh among the sharded tensors:
+    Built from **all** parameters of the group (DTensors or plain tensors,
+    in the group's order) and the positions, in that list, of the ones
+    stepped now (those with a gradient on this process). The all-reduce
+    has one row per sharded DTensor parameter of the group, whether or not
+    it has a gradient here (a row of zeros where it has none), and is
+    float64 whatever kernel made the sums: its layout is the same on every
+    process by construction, even when a module was used on some processes
+    only or a process runs another kernel.
 
-    - a tensor sharded along some mesh dimensions contributes its local sums
-      from the processes at coordinate 0 of every mesh dimension it is
-      replicated along, and 0 from the others, so that an all-reduce over the
-      whole mesh counts each element exactly once;
+    - A tensor sharded along some mesh dimensions contributes its local
+      sums from the processes at coordinate 0 of every mesh dimension it is
+      replicated along, and 0 from the others, so that an all-reduce over
+      the whole mesh counts each element exactly once;
     - fully replicated DTensors and plain tensors already hold whole-tensor
       sums and are left out of the reduction.
 
-    Nothing is read on the host: on accelerators the all-reduce is queued on
-    the device like any kernel.
+    :func:`reduce_sharded_sums` reduces several groups' sums with one
+    all-reduce per device mesh; :meth:`reduce` is that for one group.
+    Nothing is read on the host: on accelerators the all-reduce is queued
+    on the device like any kernel, and the index tensors are made once.
     """
 
-    def __init__(self, params: Sequence[Tensor]) -> None:
-        # mesh -> (rows, per-row 0/1 weight of this process's contribution)
-        plans: Dict[object, Tuple[List[int], List[float]]] = {}
-        for row, p in enumerate(params):
+    def __init__(self, params: Sequence[Tensor],
+                 stepped: Optional[Sequence[int]] = None) -> None:
+        stepped = list(range(len(params))) if stepped is None else \
+            list(stepped)
+        #: mesh -> (positions in the group, 0/1 weight of this process)
+        self._meshes: 'OrderedDict[object, Tuple[List[int], List[float]]]' \
+            = OrderedDict()
+        self.device: Optional[torch.device] = None
+        for position, p in enumerate(params):
             if not is_dtensor(p):
                 continue
             sharded_dims = [d for d, placement in enumerate(p.placements)
@@ -160,35 +174,99 @@ class ShardedSums:
             coordinate = mesh.get_coordinate()
             counts = all(coordinate[d] == 0
                          for d in range(mesh.ndim) if d not in sharded_dims)
-            rows, weights = plans.setdefault(mesh, ([], []))
-            rows.append(row)
+            positions, weights = self._meshes.setdefault(mesh, ([], []))
+            positions.append(position)
             weights.append(1.0 if counts else 0.0)
-        self._plans = [(_mesh_group(mesh), rows, weights)
-                       for mesh, (rows, weights) in plans.items()]
-        # (device, dtype) -> per plan (row index, weights or None) tensors,
-        # made once: later steps copy nothing from the host
-        self._tensors: Dict[tuple, list] = {}
+            if self.device is None:
+                self.device = p.to_local().device
+        self._groups = {mesh: _mesh_group(mesh) for mesh in self._meshes}
+        # per mesh: (rows of the local sums, their rows in the mesh's block)
+        self._rows: Dict[object, Tuple[List[int], List[int]]] = {}
+        for mesh, (positions, _) in self._meshes.items():
+            block = {position: i for i, position in enumerate(positions)}
+            pairs = [(row, block[position])
+                     for row, position in enumerate(stepped)
+                     if position in block]
+            self._rows[mesh] = ([r for r, _ in pairs], [b for _, b in pairs])
+        self._tensors: Dict[tuple, Tuple[Tensor, Tensor, Tensor]] = {}
 
-    def _plan_tensors(self, sums: Tensor) -> list:
-        key = (sums.device, sums.dtype)
+    @property
+    def meshes(self) -> List[object]:
+        """The device meshes whose sums this group reduces, in order."""
+        return list(self._meshes)
+
+    def block_rows(self, mesh) -> int:
+        """Rows this group adds to ``mesh``'s all-reduce (one per sharded
+        parameter, with or without a gradient)."""
+        return len(self._meshes[mesh][0])
+
+    def _indices(self, mesh, device: torch.device
+                 ) -> Tuple[Tensor, Tensor, Tensor]:
+        """``(local rows, block rows, weights)`` on ``device``, cached."""
+        key = (mesh, device)
         if key not in self._tensors:
-            self._tensors[key] = [
-                (torch.tensor(rows, device=sums.device),
-                 None if all(weights) else torch.tensor(
-                     weights, dtype=sums.dtype, device=sums.device)[:, None])
-                for _, rows, weights in self._plans]
+            local, block = self._rows[mesh]
+            weights = self._meshes[mesh][1]
+            self._tensors[key] = (
+                torch.tensor(local, dtype=torch.int64, device=device),
+                torch.tensor(block, dtype=torch.int64, device=device),
+                torch.tensor([weights[b] for b in block],
+                             dtype=torch.float64, device=device)[:, None])
         return self._tensors[key]
 
     def reduce(self, sums: Tensor) -> Tensor:
-        """Global ``[n, k]`` sums from local ones (a new tensor)."""
-        if not self._plans:
-            return sums
-        sums = sums.clone()
-        for (group, _, _), (index, weights) in zip(
-                self._plans, self._plan_tensors(sums)):
-            partial = sums.index_select(0, index)
-            if weights is not None:
-                partial.mul_(weights)
-            dist.all_reduce(partial, group=group)
-            sums.index_copy_(0, index, partial)
-        return sums
+        """Global ``[n, k]`` sums from this process's local ones (rows: the
+        stepped parameters), with one all-reduce per mesh."""
+        return reduce_sharded_sums([(self, sums)])[0]
+
+
+def reduce_sharded_sums(items: Sequence[Tuple[ShardedSums, Tensor]]
+                        ) -> List[Tensor]:
+    """Reduce the local ``[n_i, k]`` sums of several groups (each with its
+    :class:`ShardedSums`) with **one all-reduce per device mesh** over all
+    of them, so a step with many parameter groups (e.g. layer-wise lr
+    decay) still costs one latency-bound collective. Returns the global
+    sums per item: float64 where something was reduced (new tensors), the
+    item's own sums where its group has nothing sharded.
+
+    The block of every group is in the order of ``items``; callers pass
+    every group that has sharded parameters, stepped here or not, in the
+    optimizer's group order, so every process builds the same layout.
+    """
+    results = [sums for _, sums in items]
+    blocks: 'OrderedDict[object, List[int]]' = OrderedDict()
+    for i, (plan, _) in enumerate(items):
+        for mesh in plan.meshes:
+            blocks.setdefault(mesh, []).append(i)
+    if not blocks:
+        return results
+    columns = items[0][1].shape[1]
+    for i, (plan, sums) in enumerate(items):
+        if plan.meshes:
+            results[i] = sums.to(torch.float64, copy=True)
+    for mesh, members in blocks.items():
+        device = next(items[i][0].device for i in members)
+        total = sum(items[i][0].block_rows(mesh) for i in members)
+        buffer = torch.zeros((total, columns), dtype=torch.float64,
+                             device=device)
+        offset = 0
+        for i in members:
+            plan, sums = items[i]
+            local, block, weights = plan._indices(mesh, device)
+            rows = plan.block_rows(mesh)
+            if local.numel():
+                buffer.narrow(0, offset, rows).index_copy_(
+                    0, block, sums.index_select(0, local).double() * weights)
+            offset += rows
+        dist.all_reduce(buffer, group=plan._groups[mesh])
+        offset = 0
+        for i in members:
+            plan, _ = items[i]
+            local, block, _ = plan._indices(mesh, device)
+            rows = plan.block_rows(mesh)
+            if local.numel():
+                reduced = buffer.narrow(0, offset, rows).index_select(
+                    0, block)
+                results[i].index_copy_(0, local, reduced)
+            offset += rows
+    return results

@@ -4,7 +4,7 @@ From "Rethinking Weight Decay for Robust Fine-Tuning of Foundation Models"
 (Tian, Huang, Kira; NeurIPS 2024, arXiv:2411.01713). Written from the
 algorithm's statement in the paper; no code of the authors' is used.
 """
-from typing import Callable, Dict, List, Optional, Union
+from typing import Callable, Dict, List, NamedTuple, Optional, Union
 
 import torch
 from torch import Tensor
@@ -13,6 +13,7 @@ from . import _native, _triton_kernels, _two_pass
 from ._adam_math import (adam_moments_, adam_moments_foreach_,
                          adam_update_foreach_, fused_adam_, kernel_lr)
 from ._dispatch import pick_kernel
+from ._dtensor import ShardedSums, reduce_sharded_sums
 from ._grouping import scratch_like
 from ._spd_rule import apply_keep, keep_factors, keep_factors_from_sums
 from ._step_lists import StepLists
@@ -59,17 +60,46 @@ class AdamSPD(AnchoredAdam):
     def step(self, closure=None):
         """Perform one optimisation step; return the closure's loss, if any."""
         self._last_ratios: List[Tensor] = []
+        self._awaiting_sums: List[_AwaitingProjection] = []
         return super().step(closure)
 
     def _update_group(self, group: Dict, tensors: GroupTensors,
                       kernel: str) -> None:
         beta1, beta2 = group['betas']
-        adam_spd(*tensors.lists, kernel=kernel,
-                 amsgrad=group['amsgrad'], beta1=beta1, beta2=beta2,
-                 lr=group['lr'], weight_decay=group['weight_decay'],
-                 eps=group['eps'], ratios_out=self._last_ratios,
-                 reduce_sums=(None if tensors.shards is None else
-                              tensors.shards.reduce))
+        hyper = dict(amsgrad=group['amsgrad'], beta1=beta1, beta2=beta2,
+                     lr=group['lr'], eps=group['eps'])
+        if tensors.shards is None or group['weight_decay'] == 0:
+            adam_spd(*tensors.lists, kernel=kernel,
+                     weight_decay=group['weight_decay'],
+                     ratios_out=self._last_ratios, **hyper)
+            return
+        # Sharded: pass 1 now; the sums of every group are reduced together
+        # in _finish_step (one all-reduce per step), then pass 2.
+        lists = tensors.lists.for_amsgrad(group['amsgrad'])
+        if lists.params:
+            hyper['lr'] = kernel_lr(hyper['lr'], kernel, lists.steps)
+            sums, proposals = _two_pass.propose(kernel, lists, **hyper)
+        else:  # nothing stepped here: zero rows in the all-reduce
+            sums = torch.zeros((0, 3), dtype=torch.float64,
+                               device=tensors.shards.device)
+            proposals = []
+        self._awaiting_sums.append(_AwaitingProjection(
+            kernel, lists, group['weight_decay'], tensors.shards, sums,
+            proposals))
+
+    def _finish_step(self) -> None:
+        awaiting = getattr(self, '_awaiting_sums', [])
+        if not awaiting:
+            return
+        self._awaiting_sums = []
+        reduced = reduce_sharded_sums([(a.shards, a.sums) for a in awaiting])
+        for item, sums in zip(awaiting, reduced):
+            if not item.lists.params:
+                continue
+            keeps = keep_factors_from_sums(sums, item.weight_decay,
+                                           self._last_ratios)
+            _two_pass.project(item.kernel, item.lists.params,
+                              item.lists.anchors, keeps, item.proposals)
 
     def projection_statistics(self) -> Dict[str, float]:
         """What SPD did at the last step, over the tensors it considered.
@@ -91,6 +121,17 @@ class AdamSPD(AnchoredAdam):
             tensors=ratios.numel(),
             projected_fraction=projected / ratios.numel(),
             mean_ratio=float(ratios.sum()) / projected if projected else 0.0)
+
+
+class _AwaitingProjection(NamedTuple):
+    """A sharded group between its two passes, waiting for the reduced
+    sums of the step."""
+    kernel: str
+    lists: StepLists
+    weight_decay: float
+    shards: ShardedSums
+    sums: Tensor
+    proposals: List[Optional[Tensor]]
 
 
 def adam_spd(params: List[Tensor], grads: List[Tensor],

@@ -348,19 +348,24 @@ class AnchoredAdam(Optimizer):
         return GroupTensors(lists, self._sharded_sums(group, stepped))
 
     def _sharded_sums(self, group: Dict[str, Any],
-                      params: List[Tensor]) -> Optional[ShardedSums]:
+                      stepped: List[Tensor]) -> Optional[ShardedSums]:
         """How to reduce this step's per-tensor sums of ``group`` over the
-        shards (``None`` when no parameter is a DTensor). Made once per
-        group and set of stepped parameters, then reused."""
+        shards (``None`` when no parameter of the group is a DTensor). Its
+        layout covers every parameter of the group, stepped here or not;
+        made once per group and set of stepped parameters, then reused."""
+        params = group['params']
         if not any(map(is_dtensor, params)):
             return None
         # kept on the optimizer, not in the group: it holds process groups,
         # which state dicts and pickles must not carry
         plans = self.__dict__.setdefault('_sharded_sums_cache', {})
-        key = tuple(map(id, params))
+        stepped_ids = set(map(id, stepped))
+        positions = tuple(i for i, p in enumerate(params)
+                          if id(p) in stepped_ids)
+        key = (tuple(map(id, params)), positions)
         cached = plans.get(id(group))
         if cached is None or cached[0] != key:
-            cached = plans[id(group)] = (key, ShardedSums(params))
+            cached = plans[id(group)] = (key, ShardedSums(params, positions))
         return cached[1]
 
     @torch.no_grad()
@@ -382,9 +387,16 @@ class AnchoredAdam(Optimizer):
         ]
         for group, kernel in zip(self.param_groups, kernels):
             tensors = self._gather(group)
-            if tensors.lists.params:
+            # a sharded group takes part even with nothing to step here:
+            # its rows are in every process's all-reduce
+            if tensors.lists.params or tensors.shards is not None:
                 self._update_group(group, tensors, kernel)
+        self._finish_step()
         return loss
+
+    def _finish_step(self) -> None:
+        """Called once after every group's :meth:`_update_group`: where a
+        subclass completes what it batched over the groups."""
 
     def _update_group(self, group: Dict[str, Any], tensors: GroupTensors,
                       kernel: str) -> None:

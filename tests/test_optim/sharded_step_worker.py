@@ -114,6 +114,62 @@ def run_case(mesh, cls, kernel, anchor, amsgrad, groups):
                     set(reduces)), anchors_are_dtensors=anchors_sharded)
 
 
+def rank0_only_branch_case(mesh):
+    """A parameter whose gradient exists on rank 0 only (a branch the other
+    processes' batches did not use), beside ordinary ones, in two groups.
+    Returns the largest difference of the ordinary parameters from whole
+    tensors (their sums must not be mixed with the branch's), whether the
+    other ranks left their shard of the branch untouched, and the
+    all-reduces per step."""
+    branch, rank = 1, dist.get_rank()
+    start = initial_tensors()
+    plain = [torch.nn.Parameter(t.clone()) for t in start]
+    sharded = [
+        torch.nn.Parameter(distribute_tensor(t.clone(), mesh, placements(k)))
+        for t, (_, k) in zip(start, LAYOUT)
+    ]
+
+    def build(params):
+        return AdamSPD([dict(params=params[:3]), dict(params=params[3:])],
+                       lr=3e-2, weight_decay=1.0)
+
+    opt_plain, opt_sharded = build(plain), build(sharded)
+    branch_before = sharded[branch].to_local().clone()
+    reduces = []
+    for grads in gradient_stream():
+        for i, (p, q, grad) in enumerate(zip(plain, sharded, grads)):
+            p.grad = grad.clone()
+            q.grad = distribute_tensor(grad.clone(), mesh, q.placements)
+            if i == branch and rank != 0:
+                q.grad = None
+        opt_plain.step()
+        with CountingAllReduce() as counter:
+            opt_sharded.step()
+        reduces.append(counter.count)
+    diffs = []
+    for i, (p, q, s) in enumerate(zip(plain, sharded, start)):
+        if i == branch:
+            continue
+        update = float((p.detach() - s).abs().max())
+        diff = float((q.detach().full_tensor() - p.detach()).abs().max())
+        diffs.append(diff / max(update, 1e-12))
+    local = sharded[branch].to_local()
+    untouched = bool(torch.equal(local, branch_before)) if rank != 0 else \
+        bool(torch.isfinite(local).all())
+    flags = [None] * dist.get_world_size()
+    dist.all_gather_object(flags, untouched)
+    return dict(max_rel_diff=max(diffs), branch_ok=all(flags),
+                all_reduces_per_step=sorted(set(reduces)))
+
+
+def mixed_kernel_case(mesh):
+    """Rank 0 steps with the compiled CPU kernel where it is built (its
+    sums are float64), the other ranks with the foreach kernel (float32
+    sums): the all-reduce must still add equal layouts."""
+    kernel = 'default' if dist.get_rank() == 0 else 'foreach'
+    return run_case(mesh, AdamSPD, kernel, 'init', False, groups=2)
+
+
 def fully_sharded_case(mesh, cls, kernel, world):
     """fully_shard(model) on the batch split over the ranks vs one model on
     the whole batch; returns the largest relative weight difference."""
@@ -216,6 +272,8 @@ def main(out_path):
                       fully_sharded_case(mesh, cls, kernel, world)
                       for cls in (AdamSPD, AdamL2SP) for kernel in KERNELS],
                   fsdp1=fsdp1_refusals(),
+                  rank0_only_branch=rank0_only_branch_case(mesh),
+                  mixed_kernels=mixed_kernel_case(mesh),
                   reduced_sums_error=reduced_sums_error(world))
     if dist.get_rank() == 0:
         with open(out_path, 'w') as f:

@@ -57,11 +57,30 @@ def test_every_kernel_equals_whole_tensors(results):
 
 
 @pytest.mark.slow
-def test_one_all_reduce_per_group_and_mesh(results):
+def test_one_all_reduce_per_step_whatever_the_groups(results):
     for case in results['cases']:
-        expected = (0 if case['optimizer'] == 'AdamL2SP' else
-                    case['groups'])
+        expected = 0 if case['optimizer'] == 'AdamL2SP' else 1
         assert case['all_reduces_per_step'] == [expected], case
+
+
+@pytest.mark.slow
+def test_a_gradient_on_some_processes_only_keeps_the_layout(results):
+    case = results['rank0_only_branch']
+    assert case['all_reduces_per_step'] == [1], case
+    # the other tensors' sums were not mixed with the branch's
+    assert case['max_rel_diff'] <= TOLERANCE, case
+    # processes without the gradient left their shard alone
+    assert case['branch_ok'] is True, case
+
+
+@pytest.mark.slow
+def test_processes_on_different_kernels_add_the_same_sums(results):
+    case = results['mixed_kernels']
+    # the kernels round Adam's update differently (float32 ulps); sums of
+    # different layouts added together would be off by the projection
+    assert case['max_rel_diff'] <= 10 * TOLERANCE, case
+    assert case['steps_projected'] >= 5, case
+    assert case['all_reduces_per_step'] == [1], case
 
 
 @pytest.mark.slow
@@ -73,8 +92,12 @@ def test_reduced_sums_count_every_element_once(results):
 @pytest.mark.slow
 def test_fully_shard_equals_one_process_on_the_global_batch(results):
     assert len(results['fully_shard']) == 12
+    # The gradients themselves differ here (averaged over split batches):
+    # AdamL2SP, which reduces no sums, is already 4.2e-7 off on 3
+    # processes; SPD's float64 sums against one process's float32 ones add
+    # about as much again.
     for case in results['fully_shard']:
-        assert case['max_rel_diff'] <= TOLERANCE, case
+        assert case['max_rel_diff'] <= 2 * TOLERANCE, case
         if case['optimizer'] == 'AdamSPD':
             assert case['steps_projected'] >= 3, case
 
