@@ -6,12 +6,31 @@ SPD decides per whole tensor (see :mod:`mmspd.optim._dtensor`). mmengine's
 ZeRO stage >= 1 (flat partitions of the optimizer state) give the optimizer
 slices of tensors: its sums would cover only a slice, silently another
 algorithm. The optimizer itself refuses FSDP1 and ZeRO-3 parameters when it
-is built; ZeRO-1/2 replace its parameters by flat partitions only after, so
-the config is the one place all of them can be caught, and the earliest.
-"""
-from typing import Iterator
+is built; ZeRO-1/2 replace its parameters by flat partitions only after.
+So the refusal runs twice, both times before anything is trained:
 
+- :func:`refuse_flat_sharding` on the config, in mmspd's ``build_runner``
+  (before the Runner exists);
+- in mmengine's ``DeepSpeedStrategy`` itself, which ``import mmspd``
+  replaces by :class:`DeepSpeedStrategy` (the same class plus the check,
+  registered under the same name), when it builds the optimizer: every
+  path to a DeepSpeed run (``FlexibleRunner.from_cfg``, other projects'
+  ``train.py``, mim) goes through it.
+
+The ZeRO stage is read as DeepSpeed reads it: ``config`` (a dict or the
+path of a JSON file), with the strategy's ``zero_optimization`` option on
+top.
+"""
+import json
+from typing import Any, Iterator, Optional
+
+from mmengine._strategy.deepspeed import DeepSpeedStrategy as _DeepSpeed
 from mmengine.config import Config
+from mmengine.optim import BaseOptimWrapper
+from mmengine.registry import STRATEGIES
+from torch.optim import Optimizer
+
+from mmspd.optim import AnchoredAdam
 
 #: Optimizers whose step needs whole-tensor sums (SPD) or whose state must
 #: stay per tensor (anchors of L2-SP).
@@ -38,6 +57,47 @@ def _strategy_type(strategy) -> str:
     return kind if isinstance(kind, str) else getattr(kind, '__name__', '')
 
 
+def deepspeed_zero_stage(config: Any, zero_optimization: Any = None) -> int:
+    """The ZeRO stage DeepSpeed would run with: ``config`` (``None``, a
+    dict, or the path of a JSON file) merged with the strategy's
+    ``zero_optimization`` option, as ``DeepSpeedStrategy`` merges them.
+    Raises ``ValueError`` naming the file or value it cannot read."""
+    if isinstance(config, str):
+        try:
+            with open(config) as f:
+                config = json.load(f)
+        except (OSError, ValueError) as error:
+            raise ValueError(f'Cannot read the DeepSpeed configuration '
+                             f'{config!r}: {error}') from error
+    merged = dict(config or {})
+    if zero_optimization is not None:
+        merged['zero_optimization'] = zero_optimization
+    zero = merged.get('zero_optimization') or {}
+    if not isinstance(zero, dict):
+        raise ValueError(f'Invalid DeepSpeed zero_optimization={zero!r}: '
+                         f'expected a dict')
+    stage = zero.get('stage', 0)
+    if isinstance(stage, bool) or stage not in (0, 1, 2, 3):
+        raise ValueError(f'Invalid DeepSpeed ZeRO stage={stage!r}: expected '
+                         f'0, 1, 2 or 3')
+    return stage
+
+
+def _refusal(kind: str, anchored, why: str) -> ValueError:
+    return ValueError(
+        f"strategy type {kind!r} cannot run {', '.join(anchored)} exactly: "
+        f'{why}, so each process would see slices of tensors while SPD / '
+        f"L2-SP decide per whole tensor. Use strategy=dict(type="
+        f"'FSDP2Strategy', ...) (mmspd's, FSDP2: every parameter stays a "
+        f'DTensor of its own shape and the optimizer reduces its sums over '
+        f'the shards), or data parallelism without a strategy')
+
+
+def _zero_why(stage: int) -> str:
+    return (f'DeepSpeed ZeRO stage {stage} partitions flat buffers of '
+            f'several tensors over the processes')
+
+
 def refuse_flat_sharding(cfg: Config) -> None:
     """Raise ``ValueError`` when ``cfg`` pairs AdamSPD / AdamL2SP with a
     strategy that flattens tensors (FSDP1, DeepSpeed ZeRO >= 1)."""
@@ -53,18 +113,39 @@ def refuse_flat_sharding(cfg: Config) -> None:
         why = ('FSDP1 (FullyShardedDataParallel) flattens the parameters of '
                'a unit into one flat parameter and shards that')
     elif kind == 'DeepSpeedStrategy':
-        zero = strategy.get('zero_optimization') or {}
-        stage = zero.get('stage', 0) if isinstance(zero, dict) else 0
+        stage = deepspeed_zero_stage(strategy.get('config'),
+                                     strategy.get('zero_optimization'))
         if not stage:
             return  # no partitioning: plain data parallelism
-        why = (f'DeepSpeed ZeRO stage {stage} partitions flat buffers of '
-               f'several tensors over the processes')
+        why = _zero_why(stage)
     else:
         return
-    raise ValueError(
-        f"strategy type {kind!r} cannot run {', '.join(anchored)} exactly: "
-        f'{why}, so each process would see slices of tensors while SPD / '
-        f"L2-SP decide per whole tensor. Use strategy=dict(type="
-        f"'FSDP2Strategy', ...) (mmspd's, FSDP2: every parameter stays a "
-        f'DTensor of its own shape and the optimizer reduces its sums over '
-        f'the shards), or data parallelism without a strategy')
+    raise _refusal(kind, anchored, why)
+
+
+def _anchored_in(optim_wrapper: Any) -> Optional[str]:
+    """The AdamSPD / AdamL2SP type name an optimizer wrapper (config, built
+    wrapper or optimizer) uses, if any."""
+    optimizer = optim_wrapper
+    if isinstance(optim_wrapper, BaseOptimWrapper):
+        optimizer = getattr(optim_wrapper, 'optimizer', None)
+    if isinstance(optimizer, Optimizer):
+        return (type(optimizer).__name__
+                if isinstance(optimizer, AnchoredAdam) else None)
+    names = sorted(set(_optimizer_types(optim_wrapper)) &
+                   set(ANCHORED_OPTIMIZERS))
+    return ', '.join(names) or None
+
+
+@STRATEGIES.register_module(name='DeepSpeedStrategy', force=True)
+class DeepSpeedStrategy(_DeepSpeed):
+    """mmengine's ``DeepSpeedStrategy``, which refuses AdamSPD / AdamL2SP
+    under ZeRO stage 1-3 when it builds the optimizer (before DeepSpeed
+    partitions anything). Everything else is mmengine's."""
+
+    def build_optim_wrapper(self, optim_wrapper, model=None):
+        anchored = _anchored_in(optim_wrapper)
+        stage = deepspeed_zero_stage(self.config)
+        if anchored and stage:
+            raise _refusal('DeepSpeedStrategy', [anchored], _zero_why(stage))
+        return super().build_optim_wrapper(optim_wrapper, model)

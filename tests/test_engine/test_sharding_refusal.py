@@ -57,3 +57,76 @@ def test_optimizers_inside_a_wrapper_dict_are_checked():
                   optimizer=dict(type='AdamSPD', lr=1e-3)))
     with pytest.raises(ValueError, match='AdamSPD'):
         refuse_flat_sharding(cfg)
+
+
+# -------------------------------- DeepSpeed: the stage as DeepSpeed reads it
+@pytest.mark.parametrize('strategy, stage', [
+    (dict(type='DeepSpeedStrategy',
+          config=dict(zero_optimization=dict(stage=2))), 2),
+    (dict(type='DeepSpeedStrategy', config='ds.json'), 1),
+    # the option overrides the file, as DeepSpeedStrategy merges them
+    (dict(type='DeepSpeedStrategy', config='ds.json',
+          zero_optimization=dict(stage=3)), 3),
+])
+def test_deepspeed_stage_is_read_from_the_merged_configuration(
+        strategy, stage, tmp_path):
+    (tmp_path / 'ds.json').write_text('{"zero_optimization": {"stage": 1}}')
+    if strategy.get('config') == 'ds.json':
+        strategy = dict(strategy, config=str(tmp_path / 'ds.json'))
+    with pytest.raises(ValueError) as error:
+        refuse_flat_sharding(_config('AdamSPD', strategy))
+    assert f'ZeRO stage {stage}' in str(error.value)
+
+
+def test_deepspeed_option_stage_0_overrides_a_partitioning_file(tmp_path):
+    (tmp_path / 'ds.json').write_text('{"zero_optimization": {"stage": 2}}')
+    refuse_flat_sharding(_config('AdamSPD', dict(
+        type='DeepSpeedStrategy', config=str(tmp_path / 'ds.json'),
+        zero_optimization=dict(stage=0))))  # no error
+
+
+@pytest.mark.parametrize('config, expected', [
+    ('missing.json', 'missing.json'),
+    (dict(zero_optimization=dict(stage='two')), "stage='two'"),
+])
+def test_unreadable_deepspeed_configuration_is_a_clear_error(
+        config, expected, tmp_path):
+    if config == 'missing.json':
+        config = str(tmp_path / config)
+    with pytest.raises(ValueError, match=expected):
+        refuse_flat_sharding(_config('AdamSPD', dict(
+            type='DeepSpeedStrategy', config=config)))
+
+
+@pytest.fixture
+def deepspeed_importable(monkeypatch):
+    """Let mmengine's DeepSpeedStrategy be built here. DeepSpeed is not
+    installed, and the strategy only checks at construction that it is
+    importable; the refusal must come before any DeepSpeed call, so a
+    stand-in for the module is all the strategy sees of it."""
+    import mmengine._strategy.deepspeed as deepspeed_strategy
+    monkeypatch.setattr(deepspeed_strategy, 'deepspeed', object())
+
+
+@pytest.mark.parametrize('optimizer', ['AdamSPD', 'AdamL2SP'])
+def test_flexible_runner_from_cfg_refuses_zero_partitions(
+        optimizer, deepspeed_importable, tmp_path):
+    """The refusal holds without mmspd's build_runner (FlexibleRunner
+    straight from a config, as other projects' train.py and mim do)."""
+    from mmengine.runner import FlexibleRunner
+    from tests.dataset_files import write_custom_classification_set
+    cfg = _config(optimizer, dict(
+        type='DeepSpeedStrategy', config=dict(zero_optimization=dict(
+            stage=2)), train_micro_batch_size_per_gpu=4))
+    cfg.work_dir = str(tmp_path / 'work')
+    data_root = str(tmp_path / 'data')
+    write_custom_classification_set(data_root)
+    for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+        if cfg.get(loader):
+            cfg[loader].dataset.data_root = data_root
+    runner = FlexibleRunner.from_cfg(cfg)
+    with pytest.raises(ValueError) as error:
+        runner.train()
+    message = str(error.value)
+    assert 'ZeRO stage 2' in message and optimizer in message
+    assert not list((tmp_path / 'work').rglob('*.pth'))  # nothing trained
