@@ -1,5 +1,5 @@
-"""tools/misc/gpu_check: on a machine without CUDA it still prints one valid
-JSON object, with every CUDA part skipped and the reason given."""
+"""tools/misc/gpu_check.py: pytest outcomes counted from real pytest runs;
+one report with the versions, both test runs and the benchmark's JSON."""
 import json
 import os
 import subprocess
@@ -8,73 +8,77 @@ import sys
 import pytest
 import torch
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(
-    os.path.abspath(__file__))))
-CUDA_PARTS = ('host_syncs', 'cuda_graph', 'amp', 'benchmark', 'training')
-
-needs_no_cuda = pytest.mark.skipif(
-    torch.cuda.is_available(),
-    reason='checks the fallbacks of a machine without CUDA')
+from tests.tool_modules import REPO, load_tool
 
 
-def _run(command, **env):
-    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True,
-                          timeout=300, env=dict(os.environ, **env))
-    assert done.returncode == 0, done.stderr[-3000:]
-    return json.loads(done.stdout)  # the whole of stdout is one JSON
+@pytest.fixture(scope='module')
+def check():
+    return load_tool('misc/gpu_check.py')
+
+
+def test_counts_come_from_the_pytest_run(check, tmp_path):
+    tests = tmp_path / 'test_outcomes.py'
+    tests.write_text(
+        'import pytest\n\n'
+        'def test_passes():\n    pass\n\n'
+        'def test_fails():\n    assert 1 == 2\n\n'
+        'def test_skips():\n    pytest.skip("no")\n\n'
+        '@pytest.fixture\ndef broken():\n    raise ValueError("setup")\n\n'
+        'def test_errors(broken):\n    pass\n')
+    counts = check.pytest_counts([str(tests)])
+    tail = counts.pop('output_tail')
+    assert counts == dict(passed=1, failed=1, skipped=1, errors=1,
+                          returncode=1)
+    assert 'test_fails' in tail and 'ValueError' in tail  # for reading
+
+
+def test_a_clean_run_has_no_error(check, tmp_path):
+    tests = tmp_path / 'test_clean.py'
+    tests.write_text('def test_passes():\n    pass\n')
+    assert check.pytest_counts([str(tests)]) == dict(passed=1, returncode=0)
+
+
+def test_a_run_past_its_time_is_an_error(check, tmp_path):
+    counts = check.pytest_counts([str(tmp_path)], timeout_s=0.01)
+    assert counts == dict(returncode=None, output_tail='ran past 0.01 s')
 
 
 @pytest.mark.slow
-@needs_no_cuda
-def test_cpu_run_skips_the_cuda_parts_and_prints_json(tmp_path):
-    out = tmp_path / 'check.json'
-    report = _run([sys.executable, 'tools/misc/gpu_check.py', '--skip-tests',
-                   '--json', str(out)])
-    assert json.loads(out.read_text()) == report
-    env = report['environment']
-    assert env['torch'] == torch.__version__
-    assert env['cuda_available'] is False
-    assert not env['mmengine'].startswith('no')  # the tests could run
-    assert report['cuda_tests']['skipped'] == 'skipped: --skip-tests'
-    for part in CUDA_PARTS:
-        assert report[part] == {'skipped': 'skipped: no CUDA device'}, \
-            (part, report[part])
+def test_report_holds_versions_tests_and_the_benchmark_json(tmp_path):
+    out = tmp_path / 'check' / 'report.json'
+    exclude = os.path.join(REPO, '.git', 'info', 'exclude')
+    before = open(exclude).read() if os.path.exists(exclude) else None
+    done = subprocess.run(
+        [sys.executable, 'tools/misc/gpu_check.py', '--out', str(out),
+         '--device', 'cpu', '--models', 'vit-ti16', '--rounds', '1'],
+        cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    report = json.loads(out.read_text())
+    assert set(report) == {'versions', 'tests', 'benchmark'}
+    versions = report['versions']
+    assert versions['torch'] == torch.__version__
+    assert versions['python'] == '%d.%d.%d' % sys.version_info[:3]
+    assert (versions['gpu'] is None) == (not torch.cuda.is_available())
+    kernels = report['tests']['cuda_kernels']
+    assert kernels['returncode'] == 0 and 'output_tail' not in kernels
+    if not torch.cuda.is_available():  # collected, every one skipped
+        assert kernels['skipped'] > 10 and 'passed' not in kernels
+    others = report['tests']['other_cuda_tests']
+    assert others['returncode'] == 0 and others['deselected'] > 0
+    assert others.get('passed', 0) + others.get('skipped', 0) >= 8
+    step = json.loads((tmp_path / 'check' / 'report_step.json').read_text())
+    assert report['benchmark'] == step
+    assert step['device'] == 'cpu' and list(step['models']) == ['vit-ti16']
+    assert step['models']['vit-ti16']['optimizers']['AdamSPD(default)'][
+        'median_s'] > 0
+    after = open(exclude).read() if os.path.exists(exclude) else None
+    assert after == before  # nothing under .git is written
 
 
-@pytest.mark.slow
-@needs_no_cuda
-def test_shell_entry_point_runs_the_same_check():
-    report = _run(['bash', 'tools/misc/gpu_check.sh', '--skip-tests',
-                   '--budget-s', '100'], PYTHON=sys.executable)
-    assert set(CUDA_PARTS) <= set(report)
-    assert report['benchmark']['skipped'] == 'skipped: no CUDA device'
-
-
-def test_parts_past_the_budget_are_skipped_and_errors_recorded():
-    sys.path.insert(0, os.path.join(ROOT, 'tools', 'misc'))
-    try:
-        import gpu_check
-    finally:
-        sys.path.pop(0)
-
-    def fails():
-        raise ValueError('boom')
-
-    report = gpu_check.run_parts(
-        dict(quick=lambda: dict(value=1), slow=lambda: dict(value=2),
-             broken=fails),
-        cost_s=dict(slow=1e9), budget_s=60, needs_cuda={})
-    assert report['quick']['value'] == 1
-    assert report['slow']['skipped'].startswith('skipped: ')
-    assert 'needed' in report['slow']['skipped']
-    assert report['broken']['error'] == 'ValueError: boom'
-
-
-def test_config_batch_is_read_from_the_config_file():
-    sys.path.insert(0, os.path.join(ROOT, 'tools', 'misc'))
-    try:
-        import gpu_check
-    finally:
-        sys.path.pop(0)
-    assert gpu_check.config_batch('configs/_base_/imagenet_clip_vit-b16.py',
-                                  default=-1) == 64
+def test_shell_entry_point_runs_the_check():
+    done = subprocess.run(['bash', 'tools/misc/gpu_check.sh', '--help'],
+                          cwd=REPO, capture_output=True, text=True,
+                          timeout=120, env=dict(os.environ,
+                                                PYTHON=sys.executable))
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert 'usage: gpu_check.py' in done.stdout and '--out' in done.stdout
