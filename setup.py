@@ -19,6 +19,10 @@ from setuptools import find_packages, setup
 HERE = osp.dirname(osp.abspath(__file__))
 #: What ``mmspd/.mim`` mirrors from the repository root.
 MIM_FILES = ('configs', 'tools', 'model-index.yml')
+#: What copies of them leave out: the demo (``make demo``), an example of
+#: the source checkout whose code, ``projects/spd_demo``, the package does
+#: not ship (its configs import it).
+NOT_SHIPPED = ('configs/demo', 'tools/demo.py')
 #: Trove classifiers of the package (Python versions: those tested). The
 #: licence is the SPDX expression of ``license`` (setuptools >= 77 deprecates
 #: licence classifiers).
@@ -47,15 +51,26 @@ def read_readme() -> str:
         return f.read()
 
 
+def _not_copied(folder, names):
+    """``shutil.copytree``'s ``ignore``: caches and :data:`NOT_SHIPPED`."""
+    ignored = set(shutil.ignore_patterns('__pycache__', '*.pyc')(folder,
+                                                                 names))
+    for name in names:
+        path = osp.relpath(osp.join(folder, name), HERE)
+        if path.replace(os.sep, '/') in NOT_SHIPPED:
+            ignored.add(name)
+    return ignored
+
+
 def add_mim_extension() -> None:
     """Fill ``mmspd/.mim`` with the configs, tools and model index.
 
     Editable installs (``pip install -e .``: setuptools runs
     ``editable_wheel``, or ``develop`` for the legacy path) get relative
-    symlinks, so edits show at once; wheels and sdists get copies. Other
-    commands (``egg_info``, ...) leave ``.mim`` as it is. A missing source
-    (e.g. building a wheel from an sdist, whose ``.mim`` is already filled)
-    is skipped.
+    symlinks, so edits show at once; wheels and sdists get copies, without
+    :data:`NOT_SHIPPED`. Other commands (``egg_info``, ...) leave ``.mim``
+    as it is. A missing source (e.g. building a wheel from an sdist, whose
+    ``.mim`` is already filled) is skipped.
     """
     if {'develop', 'editable_wheel'} & set(sys.argv):
         mode = 'symlink'
@@ -76,8 +91,7 @@ def add_mim_extension() -> None:
         if mode == 'symlink':
             os.symlink(osp.relpath(source, mim), target)
         elif osp.isdir(source):
-            shutil.copytree(source, target, ignore=shutil.ignore_patterns(
-                '__pycache__', '*.pyc'))
+            shutil.copytree(source, target, ignore=_not_copied)
         else:
             shutil.copyfile(source, target)
 

@@ -10,13 +10,21 @@ then compare ID accuracy and OOD robustness.
 Offline, on CPU, in a few minutes: the data are scikit-learn's bundled
 digits. Stage outputs are cached in the work folder (default
 ``$MMSPD_DEMO_DIR`` or ``work_dirs/demo``), so a second run only rebuilds
-the report. See mmspd/demo/protocol.py for the protocol.
+the report. The demo's code is the example project ``projects/spd_demo``
+(see its protocol.py for the protocol), not part of the mmspd package.
 """
 import argparse
 import os
+import os.path as osp
+import sys
 
-from mmspd.demo.pipeline import run_demo
-from mmspd.demo.protocol import DemoProtocol
+# projects/ is a folder of the repository, not of the mmspd package
+REPO = osp.dirname(osp.dirname(osp.realpath(__file__)))
+if REPO not in sys.path:
+    sys.path.append(REPO)
+
+from projects.spd_demo.pipeline import run_demo  # noqa: E402
+from projects.spd_demo.protocol import DemoProtocol  # noqa: E402
 
 
 def parse_args(argv=None):

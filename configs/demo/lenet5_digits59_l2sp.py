@@ -1,7 +1,8 @@
 # Demo fine-tuning with Adam + L2-SP: weight_decay / 2 * |p - a|^2 toward
 # the pretrained weights a.
 # `make demo` picks weight_decay from a grid by ID validation accuracy
-# (mmspd/demo/protocol.py); the value here is the default for a single run:
+# (projects/spd_demo/protocol.py); the value here is the default for a
+# single run:
 #   python tools/train.py configs/demo/lenet5_digits59_l2sp.py
 _base_ = ['./_base_/lenet5_digits59_finetune.py']
 

@@ -7,14 +7,18 @@ import os
 import os.path as osp
 import re
 import subprocess
+import sys
 
 import pytest
 import torch
 from PIL import Image
 
-from mmspd.demo.pipeline import MODEL_PREFIX, Demo
-from mmspd.demo.protocol import LINEAR_PROBE, LPFT, DemoProtocol, Method
 from mmspd.zoo.publish import sha256_of
+from projects.spd_demo.pipeline import MODEL_PREFIX, Demo
+from projects.spd_demo.protocol import (LINEAR_PROBE, LPFT, DemoProtocol,
+                                        Method)
+from projects.spd_demo.runs import epoch_options
+from tests.test_robust_ft.demo_runs import write_data, write_pretrained
 from tests.tool_modules import REPO, load_tool
 
 SETS = ['clean', 'rotate', 'noise', 'blur', 'low_contrast', 'ood_avg']
@@ -184,6 +188,30 @@ def test_a_second_run_reuses_every_stage(demo):
     assert [s[2] for s in stages[-total:]] == ['cached'] * total
     for a, b in zip(first['methods'], second['methods']):
         assert a['runs'][0]['test'] == b['runs'][0]['test']
+
+
+@pytest.mark.slow
+def test_tools_train_reads_a_demo_config_from_the_repository_root(
+        tmp_path):
+    """The demo configs custom-import projects.spd_demo, which is not in
+    the mmspd package: ``python tools/train.py configs/demo/...`` works
+    from a checkout, without PYTHONPATH."""
+    data = write_data(tmp_path)
+    pretrained = write_pretrained(tmp_path)
+    options = {**{f'{split}_dataloader.dataset.data_root': data
+                  for split in ('train', 'val', 'test')},
+               'model.backbone.init_cfg.checkpoint': pretrained,
+               'log_level': 'WARNING', **epoch_options(1)}
+    work_dir = tmp_path / 'run'
+    env = {k: v for k, v in os.environ.items() if k != 'PYTHONPATH'}
+    result = subprocess.run(
+        [sys.executable, 'tools/train.py',
+         'configs/demo/lenet5_digits59_spd.py', '--work-dir', str(work_dir),
+         '--cfg-options'] + [f'{k}={v}' for k, v in options.items()],
+        cwd=REPO, env=env, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-3000:]
+    checkpoint = (work_dir / 'last_checkpoint').read_text().strip()
+    assert osp.isfile(checkpoint)
 
 
 def test_make_demo_runs_the_demo_tool():

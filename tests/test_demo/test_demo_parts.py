@@ -9,11 +9,12 @@ import pytest
 import torch
 from mmpretrain.registry import MODELS, TRANSFORMS
 
-from mmspd.demo import models, transforms  # noqa: F401  (registration)
-from mmspd.demo.data import (CANVAS, DigitSplits, load_digit_images,
-                             split_indices)
-from mmspd.demo.protocol import METHODS, DemoProtocol, Method
-from mmspd.demo.stages import STAGE_FILE, run_stage
+from projects.spd_demo import models  # noqa: F401  (registration)
+from projects.spd_demo import transforms
+from projects.spd_demo.data import (CANVAS, DigitSplits, load_digit_images,
+                                    split_indices)
+from projects.spd_demo.protocol import METHODS, DemoProtocol, Method
+from projects.spd_demo.stages import STAGE_FILE, run_stage
 
 
 def test_splits_are_disjoint_and_sized_as_asked():

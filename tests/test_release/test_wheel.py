@@ -1,7 +1,9 @@
 """The release artefacts: ``python -m build`` gives an sdist and a wheel,
 the wheel installs into a fresh virtual environment, and there ``import
 mmspd``, the kernel's clear fallback, ``mmspd::`` configs and the shipped
-tools work, with mmspd coming from the wheel alone.
+tools work, with mmspd coming from the wheel alone. The demo (``make
+demo``: ``projects/spd_demo``, ``configs/demo``, ``tools/demo.py``) is an
+example of the source checkout and is not in either.
 
 The wheel is built with ``MMSPD_WITH_OPS=0`` (no compiled kernel): compiling
 the kernel once more would take about 2.5 CPU minutes of CI's time, and
@@ -92,17 +94,21 @@ out['data_root'] = cfg.train_dataloader.dataset.data_root
 print('CHECKS ' + json.dumps(out))
 '''
 
-#: A user's config outside the repository: the demo's AdamSPD fine-tuning
-#: (inherited from the installed package) on the test's tiny data set.
+#: A user's config outside the repository that inherits a shipped config
+#: (the DomainNet AdamSPD recipe) and sets its own data folder.
 USER_CONFIG = '''\
-_base_ = 'mmspd::demo/lenet5_digits59_spd.py'
+_base_ = 'mmspd::domainnet_spd.py'
 data_root = {data!r}
-model = dict(backbone=dict(init_cfg=None), head=dict(num_classes=3))
-data_preprocessor = dict(num_classes=3)
-train_dataloader = dict(batch_size=4, dataset=dict(data_root=data_root))
-val_dataloader = dict(batch_size=4, dataset=dict(data_root=data_root))
-train_cfg = dict(max_epochs=1, val_interval=1)
+train_dataloader = dict(dataset=dict(data_root=data_root))
 '''
+#: A user's small config (LeNet-5 fine-tuned with AdamSPD) for the shipped
+#: train and publish tools: the tests' tiny LeNet config, copied outside the
+#: repository.
+TRAIN_CONFIG = osp.join(REPO, 'tests', 'data', 'configs',
+                        'tiny_lenet_spd.py')
+#: The demo's files: none is in the sdist's or the wheel's package.
+DEMO = ('mmspd/demo/', 'mmspd/.mim/configs/demo/', 'mmspd/.mim/tools/demo.py',
+        'projects/')
 
 
 #: The environment of commands run with the fresh venv's python: without
@@ -198,6 +204,7 @@ def test_sdist_holds_the_sources_and_the_shipped_configs(built):
                  'mmspd/.mim/configs/domainnet_spd.py',
                  'mmspd/.mim/tools/train.py', 'mmspd/.mim/model-index.yml'):
         assert name in names, name
+    assert not [n for n in names if n.startswith(DEMO)]
 
 
 def test_wheel_ships_configs_tools_and_licence(built):
@@ -209,7 +216,12 @@ def test_wheel_ships_configs_tools_and_licence(built):
     shipped = [osp.relpath(osp.join(d, f), REPO).replace(os.sep, '/')
                for d, _, files in os.walk(osp.join(REPO, 'configs'))
                for f in files if f.endswith(('.py', '.yml'))]
-    assert sorted(configs) == sorted('mmspd/.mim/' + s for s in shipped)
+    shipped = [s for s in shipped if not s.startswith('configs/demo/')]
+    assert shipped and sorted(configs) == sorted('mmspd/.mim/' + s
+                                                 for s in shipped)
+    # the demo is not in the wheel: its package, configs and tool
+    assert osp.isdir(osp.join(REPO, 'configs', 'demo'))
+    assert not [n for n in names if n.startswith(DEMO)]
     for name in ('mmspd/.mim/tools/train.py', 'mmspd/.mim/tools/test.py',
                  'mmspd/.mim/tools/publish_model.py',
                  'mmspd/.mim/tools/misc/gen_model_index.py',
@@ -228,7 +240,7 @@ def test_the_wheel_works_in_a_fresh_venv(venv, tmp_path):
     assert pip_log.strip().splitlines()[-1] == \
         f'Successfully installed mmspd-{mmspd.__version__}'
     data = write_custom_classification_set(str(tmp_path / 'data'))
-    user_config = tmp_path / 'my_lenet_spd.py'
+    user_config = tmp_path / 'my_domainnet_spd.py'
     user_config.write_text(USER_CONFIG.format(data=data))
     script = tmp_path / 'checks.py'
     script.write_text(CHECKS)
@@ -266,13 +278,18 @@ def test_the_wheel_works_in_a_fresh_venv(venv, tmp_path):
     assert checks['optimizer'] == 'AdamSPD'
     assert checks['data_root'] == data
 
-    # the shipped train tool trains the user's config (mmspd:: base)
+    # the shipped train tool trains a user's AdamSPD config
     tools = osp.join(site, 'mmspd', '.mim', 'tools')
+    assert not osp.exists(osp.join(tools, 'demo.py'))
+    train_config = tmp_path / 'my_lenet_spd.py'
+    shutil.copyfile(TRAIN_CONFIG, train_config)
     work_dir = str(tmp_path / 'run')
-    _run([python, osp.join(tools, 'train.py'), str(user_config),
-          '--work-dir', work_dir, '--cfg-options', 'log_level=WARNING'],
+    _run([python, osp.join(tools, 'train.py'), str(train_config),
+          '--work-dir', work_dir, '--cfg-options', 'log_level=WARNING',
+          f'train_dataloader.dataset.data_root={data}',
+          f'val_dataloader.dataset.data_root={data}'],
          cwd=str(tmp_path), env=VENV_ENV)
-    checkpoint = osp.join(work_dir, 'epoch_1.pth')
+    checkpoint = osp.join(work_dir, 'iter_6.pth')
     assert osp.isfile(checkpoint)
     # ... and the shipped publish tool makes a release of it
     out = _run([python, osp.join(tools, 'publish_model.py'), checkpoint,

@@ -13,10 +13,10 @@ from typing import Dict, Optional
 
 import torch
 
-from mmspd.demo import runs
-from mmspd.demo.data import write_digit_datasets
-from mmspd.demo.protocol import PRETRAIN_CONFIG, config_root
 from mmspd.robust_ft.pretrained import build_model
+from projects.spd_demo import runs
+from projects.spd_demo.data import write_digit_datasets
+from projects.spd_demo.protocol import PRETRAIN_CONFIG, config_root
 
 DEMO_CONFIGS = osp.join(config_root(), 'demo')
 

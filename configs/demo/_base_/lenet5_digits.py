@@ -1,10 +1,14 @@
 # What every demo config shares: mmpretrain's LeNet-5 features (120-d; the
-# subclass in mmspd/demo/models.py only adds init_cfg) + a linear head, on
-# 32x32 greyscale digits stored in mmpretrain's CustomDataset layout
-# (written by `make demo`, see mmspd/demo/data.py), and the runtime.
+# subclass in projects/spd_demo/models.py only adds init_cfg) + a linear
+# head, on 32x32 greyscale digits stored in mmpretrain's CustomDataset layout
+# (written by `make demo`, see projects/spd_demo/data.py), and the runtime.
+# The backbone and the noise transform come from the demo project
+# (projects/spd_demo, not part of the mmspd package): run from a source
+# checkout, where tools/train.py, tools/test.py and tools/demo.py put the
+# repository root on sys.path.
 default_scope = 'mmpretrain'
-custom_imports = dict(imports=['mmspd', 'mmspd.demo.models',
-                               'mmspd.demo.transforms'],
+custom_imports = dict(imports=['mmspd', 'projects.spd_demo.models',
+                               'projects.spd_demo.transforms'],
                       allow_failed_imports=False)
 
 num_classes = 5

@@ -13,7 +13,12 @@ Modules: ``data`` (the bundled digits on disk), ``transforms`` (the noise
 transform, registered into mmpretrain), ``protocol`` (methods, grids,
 seeds), ``stages`` (cached stage outputs), ``runs`` (one Runner per stage),
 ``pipeline`` (the whole demo; its table and figure come from
-:mod:`mmspd.robust_ft.report` and :mod:`mmspd.robust_ft.plots`). This
-package is imported by the demo only: it needs mmpretrain and
-scikit-learn, which ``import mmspd`` never does.
+:mod:`mmspd.robust_ft.report` and :mod:`mmspd.robust_ft.plots`).
+
+An example built on mmspd, not part of it: it lives in the repository's
+``projects/`` folder, outside the ``mmspd`` package (the wheel does not ship
+it), and is imported as ``projects.spd_demo`` with the repository root on
+``sys.path``, which ``tools/demo.py``, ``tools/train.py``, ``tools/test.py``
+and the tests see to. It needs mmpretrain and scikit-learn, which ``import
+mmspd`` never does.
 """

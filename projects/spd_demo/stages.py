@@ -14,6 +14,8 @@ import shutil
 import time
 from typing import Any, Callable, Sequence, Tuple
 
+import mmspd
+
 STAGE_FILE = 'stage.json'
 
 
@@ -25,29 +27,36 @@ def text_sha256(text: str) -> str:
     return hashlib.sha256(text.encode('utf-8')).hexdigest()
 
 
-#: The mmspd code that decides the demo's numbers: the optimizers, how
-#: configs turn into optimizers, the test loop, WiSE-FT and the report, the
-#: demo itself.
+#: The mmspd code that decides the demo's numbers (paths relative to the
+#: mmspd package): the optimizers, how configs turn into optimizers, the
+#: test loop, WiSE-FT and the report.
 DEMO_CODE = ('optim', 'engine/optimizers.py',
              'engine/optim_wrapper_constructor.py', 'engine/runner',
-             'robust_ft', 'demo')
+             'robust_ft')
+
+
+def _python_files(root: str, path: str):
+    full = osp.join(root, path)
+    if osp.isfile(full):
+        return [full]
+    return [osp.join(folder, n) for folder, _, names in os.walk(full)
+            for n in names if n.endswith('.py')]
 
 
 def code_fingerprint(paths: Sequence[str] = DEMO_CODE) -> str:
     """sha256 over the Python sources at these paths (files or folders,
-    relative to the mmspd package): a stage keyed with it runs again after
-    that code changed."""
-    root = osp.dirname(osp.dirname(osp.abspath(__file__)))
+    relative to the mmspd package) and over this demo package's own: a
+    stage keyed with it runs again after that code changed."""
+    sources = [(osp.dirname(osp.abspath(mmspd.__file__)), path)
+               for path in paths]
+    sources.append((osp.dirname(osp.abspath(__file__)), ''))
     files = []
-    for path in paths:
-        full = osp.join(root, path)
-        if osp.isfile(full):
-            files.append(full)
-        for folder, _, names in os.walk(full):
-            files += [osp.join(folder, n) for n in names if n.endswith('.py')]
+    for root, path in sources:
+        files += [(osp.relpath(f, osp.dirname(root)), f)
+                  for f in _python_files(root, path)]
     digest = hashlib.sha256()
-    for path in sorted(files):
-        digest.update(osp.relpath(path, root).encode('utf-8'))
+    for name, path in sorted(files):
+        digest.update(name.encode('utf-8'))
         with open(path, 'rb') as f:
             digest.update(f.read())
     return digest.hexdigest()

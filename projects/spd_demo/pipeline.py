@@ -4,7 +4,7 @@ sweeps, publishing, report (:mod:`mmspd.robust_ft.report`, the library of
 ``tools/analysis_tools/robustness_report.py``).
 
 Every stage caches its outputs under the work folder (see
-:mod:`mmspd.demo.stages`), so a second run only rebuilds the report.
+:mod:`projects.spd_demo.stages`), so a second run only rebuilds the report.
 """
 import json
 import math

@@ -30,17 +30,19 @@ from typing import Optional, Sequence, Tuple
 from .data import DigitSplits
 
 
+#: The repository this project belongs to (``projects/spd_demo/`` in it).
+REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+
+
 def config_root() -> str:
-    """The folder holding mmspd's configs: the repository's ``configs/``
-    in a source checkout, else the installed package's ``.mim/configs``."""
-    package = osp.dirname(osp.dirname(osp.abspath(__file__)))
-    for candidate in (osp.join(osp.dirname(package), 'configs'),
-                      osp.join(package, '.mim', 'configs')):
-        if osp.isdir(osp.join(candidate, 'demo')):
-            return candidate
-    raise FileNotFoundError(f'Cannot find the demo configs next to the '
-                            f'mmspd package {package!r} (configs/demo or '
-                            f'.mim/configs/demo)')
+    """The repository's ``configs/`` folder, which holds the demo's configs
+    (``configs/demo``)."""
+    root = osp.join(REPO, 'configs')
+    if not osp.isdir(osp.join(root, 'demo')):
+        raise FileNotFoundError(f'Cannot find the demo configs: expected '
+                                f'the folder {osp.join(root, "demo")!r} in '
+                                f'the repository {REPO!r}')
+    return root
 
 
 @dataclass(frozen=True)
