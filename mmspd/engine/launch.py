@@ -25,7 +25,8 @@ from mmengine.config import Config
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
-from .sharding_refusal import refuse_flat_sharding
+from .sharding_refusal import (refuse_flat_sharding,
+                               refuse_fsdp2_unsupported_hooks)
 
 #: The ``--launcher`` choices the tools accept (as upstream's tools).
 LAUNCHERS = ('none', 'pytorch', 'slurm', 'mpi')
@@ -108,8 +109,10 @@ def build_runner(cfg: Config):
     """The Runner of ``cfg`` (``runner_type`` honoured, as upstream).
 
     Raises ``ValueError`` first for a sharding strategy that would change
-    AdamSPD's math (:mod:`mmspd.engine.sharding_refusal`)."""
+    AdamSPD's math, or hooks FSDP2 cannot serve
+    (:mod:`mmspd.engine.sharding_refusal`)."""
     refuse_flat_sharding(cfg)
+    refuse_fsdp2_unsupported_hooks(cfg)
     if 'runner_type' in cfg:
         return RUNNERS.build(cfg)
     return Runner.from_cfg(cfg)

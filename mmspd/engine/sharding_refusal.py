@@ -123,6 +123,33 @@ def refuse_flat_sharding(cfg: Config) -> None:
     raise _refusal(kind, anchored, why)
 
 
+#: Hooks FSDP2Strategy cannot serve, and why (one phrase each).
+FSDP2_UNSUPPORTED_HOOKS = {
+    'EMAHook': ('it deep-copies the model into an averaged one, which '
+                'FSDP2 modules do not allow, and saves that copy through '
+                'the checkpoint\'s state_dict, which sharded checkpoints do '
+                'not pass to hooks'),
+}
+
+
+def refuse_fsdp2_unsupported_hooks(cfg: Config) -> None:
+    """Raise ``ValueError`` naming the hook when ``cfg`` trains with
+    ``FSDP2Strategy`` and a hook it cannot serve (before anything is
+    built; without this the hook fails inside FSDP2 at the start of
+    training)."""
+    if _strategy_type(cfg.get('strategy')) != 'FSDP2Strategy':
+        return
+    for hook in cfg.get('custom_hooks') or []:
+        kind = _strategy_type(hook)  # a hook config's type, by name
+        why = FSDP2_UNSUPPORTED_HOOKS.get(kind)
+        if why is not None:
+            raise ValueError(
+                f'custom_hooks has {kind!r}, which FSDP2Strategy cannot '
+                f'run: {why}. Remove it from custom_hooks to shard the '
+                f'model, or train this config with data parallelism (no '
+                f'strategy) to keep it')
+
+
 def _anchored_in(optim_wrapper: Any) -> Optional[str]:
     """The AdamSPD / AdamL2SP type name an optimizer wrapper (config, built
     wrapper or optimizer) uses, if any."""

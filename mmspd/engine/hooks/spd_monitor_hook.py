@@ -9,7 +9,12 @@ from mmengine.model import is_model_wrapper
 from mmengine.registry import HOOKS
 
 from mmspd.optim import AnchoredAdam
-from mmspd.optim._dtensor import ShardedSums, local_tensor
+from mmspd.optim._dtensor import ShardedSums, is_dtensor, local_tensor
+
+try:
+    from torch.distributed.tensor import distribute_tensor
+except ImportError:  # a torch without DTensor: no parameter is sharded
+    distribute_tensor = None
 
 #: Message-hub keys (mmengine strips the ``train/`` prefix in the logs).
 KEY_PREFIX = 'train/spd/'
@@ -93,9 +98,13 @@ class SPDMonitorHook(Hook):
             }
 
     def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
+        # Whole tensors on the CPU: a reference of sharded (DTensor)
+        # parameters is gathered (every process calls this hook, in the
+        # same order), so the checkpoint loads on any number of processes.
         if self._reference is not None:
             checkpoint[CHECKPOINT_KEY] = {
-                k: v.cpu() for k, v in self._reference.items()}
+                k: (v.full_tensor() if is_dtensor(v) else v).cpu()
+                for k, v in self._reference.items()}
 
     def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
         # Only a resumed run continues the saved reference; a load_from of
@@ -209,6 +218,19 @@ class SPDMonitorHook(Hook):
                     else [wrapper])
         return [w.optimizer for w in wrappers]
 
+    def _reference_like(self, name: str, p: torch.Tensor) -> torch.Tensor:
+        """The reference of ``p`` on its device, sharded as ``p`` is (a
+        resumed reference is a whole tensor; each process keeps its shard
+        of it, once)."""
+        reference = self._reference[name]
+        if is_dtensor(p) and not is_dtensor(reference):
+            reference = self._reference[name] = distribute_tensor(
+                reference.to(local_tensor(p).device), p.device_mesh,
+                p.placements, src_data_rank=None)
+        elif not is_dtensor(p) and reference.device != p.device:
+            reference = self._reference[name] = reference.to(p.device)
+        return reference
+
     def _uses_own_reference(self, runner) -> bool:
         return not any(
             isinstance(o, AnchoredAdam) for o in self._optimizers(runner))
@@ -220,7 +242,7 @@ class SPDMonitorHook(Hook):
         if self._reference is not None:
             for name, p in named:
                 if name in self._reference:
-                    yield name, p, self._reference[name].to(p.device)
+                    yield name, p, self._reference_like(name, p)
             return
         states = {}
         for optimizer in self._optimizers(runner):
