@@ -9,13 +9,13 @@ import logging
 import os
 import os.path as osp
 import re
-import zipfile
 from typing import Optional
 
 from mmengine.config import Config
 from mmengine.hooks import CheckpointHook
 from mmengine.logging import print_log
 
+from .durable_files import is_complete_torch_file
 from .sharded_checkpoint import is_complete_sharded_checkpoint
 
 
@@ -62,11 +62,7 @@ def is_complete_checkpoint(path: str) -> bool:
     """
     if osp.isdir(path):
         return is_complete_sharded_checkpoint(path)
-    try:
-        with zipfile.ZipFile(path) as archive:
-            return archive.testzip() is None
-    except (OSError, EOFError, zipfile.BadZipFile, RuntimeError):
-        return False
+    return is_complete_torch_file(path)
 
 
 def find_resume_checkpoint(work_dir: str) -> Optional[str]:

@@ -32,7 +32,6 @@ import os
 import os.path as osp
 import shutil
 import tempfile
-import zipfile
 from typing import Dict, Optional
 
 import torch
@@ -46,14 +45,15 @@ from torch.distributed.checkpoint.state_dict import (StateDictOptions,
                                                      set_model_state_dict,
                                                      set_optimizer_state_dict)
 
+from .durable_files import (TMP_SUFFIX, fsync_path, is_complete_torch_file,
+                            replace_durably)
+
 #: ``meta.pth['format']`` of the checkpoints this module writes.
 SHARDED_FORMAT = 'mmspd-sharded-v1'
 #: Rank 0's file in a sharded checkpoint directory.
 META_FILE = 'meta.pth'
 #: DCP's index file, written last by DCP's coordinator (rank 0).
 DCP_METADATA_FILE = '.metadata'
-#: A directory is written under ``<name>`` + this suffix, then renamed.
-TMP_SUFFIX = '.tmp'
 
 
 def _rank() -> int:
@@ -67,35 +67,6 @@ def _world_size() -> int:
 def _barrier() -> None:
     if dist.is_initialized():
         dist.barrier()
-
-
-def _fsync_dir(path: str) -> None:
-    if os.name != 'posix':
-        return
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _is_complete_zip(path: str) -> bool:
-    try:
-        with zipfile.ZipFile(path) as archive:
-            return archive.testzip() is None
-    except (OSError, EOFError, zipfile.BadZipFile, RuntimeError):
-        return False
-
-
-def replace_file(tmp_path: str, path: str) -> None:
-    """Flush ``tmp_path`` to disk and rename it to ``path`` (atomic)."""
-    fd = os.open(tmp_path, os.O_RDWR)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp_path, path)
-    _fsync_dir(osp.dirname(osp.abspath(path)))
 
 
 def is_sharded_checkpoint(path: str) -> bool:
@@ -114,7 +85,7 @@ def is_complete_sharded_checkpoint(path: str) -> bool:
     only); nothing else is unpickled."""
     meta = osp.join(path, META_FILE)
     if not (osp.isdir(path) and osp.isfile(osp.join(path, DCP_METADATA_FILE))
-            and _is_complete_zip(meta)):
+            and is_complete_torch_file(meta)):
         return False
     try:
         world_size = torch.load(meta, map_location='cpu',
@@ -173,14 +144,14 @@ def save_sharded_checkpoint(path: str, model: nn.Module,
             torch.save(meta, f)
             f.flush()
             os.fsync(f.fileno())
-        _fsync_dir(tmp)
+        fsync_path(tmp)
         old = path + '.old'
         if osp.exists(path):
             if osp.isdir(old):
                 shutil.rmtree(old)
             os.replace(path, old)
         os.replace(tmp, path)
-        _fsync_dir(osp.dirname(path))
+        fsync_path(osp.dirname(path))
         if osp.isdir(old):
             shutil.rmtree(old)
         elif osp.isfile(old):
@@ -343,5 +314,5 @@ def consolidate_sharded_checkpoint(path: str,
     if out_file is not None:
         tmp_file = out_file + TMP_SUFFIX
         torch.save(checkpoint, tmp_file)
-        replace_file(tmp_file, out_file)
+        replace_durably(tmp_file, out_file)
     return checkpoint

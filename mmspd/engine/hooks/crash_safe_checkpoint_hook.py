@@ -24,35 +24,9 @@ from mmengine.hooks import CheckpointHook
 from mmengine.registry import HOOKS
 from mmengine.runner import Runner
 
-#: Suffix of the name a checkpoint is written under before it is complete
-#: (``iter_4.pth`` is written as ``iter_4.pth.tmp``, then renamed).
-TMP_SUFFIX = '.tmp'
+from ..durable_files import TMP_SUFFIX, atomic_write_text, replace_durably
 
-
-def _fsync_path(path: str) -> None:
-    """Flush a file's (POSIX: or a directory's) data to the disk."""
-    if osp.isdir(path):
-        if os.name != 'posix':  # directories cannot be opened elsewhere
-            return
-        fd = os.open(path, os.O_RDONLY)
-    else:
-        fd = os.open(path, os.O_RDWR)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def atomic_write_text(path: str, text: str) -> None:
-    """Replace ``path``'s content by ``text`` so that a reader (or a kill)
-    sees either the old or the new content, never a partial one."""
-    tmp_path = path + TMP_SUFFIX
-    with open(tmp_path, 'w') as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp_path, path)
-    _fsync_path(osp.dirname(osp.abspath(path)))
+__all__ = ['CrashSafeCheckpointHook', 'TMP_SUFFIX']
 
 
 @HOOKS.register_module()
@@ -188,9 +162,7 @@ class CrashSafeCheckpointHook(CheckpointHook):
         if not atomic_strategy:
             tmp_path = self.file_backend.join_path(self.out_dir,
                                                    tmp_filename)
-            _fsync_path(tmp_path)
-            os.replace(tmp_path, self.last_ckpt)
-            _fsync_path(self.out_dir)
+            replace_durably(tmp_path, self.last_ckpt)
         atomic_write_text(osp.join(runner.work_dir, 'last_checkpoint'),
                           self.last_ckpt)
         if outdated is not None and outdated != step:

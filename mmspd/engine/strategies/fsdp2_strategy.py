@@ -31,7 +31,7 @@ import torch.distributed as dist
 from mmengine.device import get_device
 from mmengine.dist import is_distributed
 from mmengine.model import revert_sync_batchnorm
-from mmengine.optim import AmpOptimWrapper, BaseOptimWrapper, OptimWrapper
+from mmengine.optim import AmpOptimWrapper, OptimWrapper
 from mmengine.registry import STRATEGIES
 from mmengine.utils import get_git_hash
 from torch import nn
@@ -46,6 +46,7 @@ from torch.utils.checkpoint import checkpoint
 from mmengine._strategy import DDPStrategy
 
 from .. import sharded_checkpoint as sc
+from ..durable_files import TMP_SUFFIX, replace_durably
 
 #: ``state_dict_type`` values of :class:`FSDP2Strategy`.
 STATE_DICT_TYPES = ('sharded', 'full')
@@ -348,9 +349,9 @@ class FSDP2Strategy(DDPStrategy):
             if optim_state is not None:
                 checkpoint['optimizer'] = \
                     sc.named_to_indexed_optimizer_state(optim_state)
-            tmp = filename + sc.TMP_SUFFIX
+            tmp = filename + TMP_SUFFIX
             save_checkpoint(checkpoint, tmp)
-            sc.replace_file(tmp, filename)
+            replace_durably(tmp, filename)
         dist.barrier()
 
     def _read_checkpoint(self, filename: str, callback):
