@@ -12,7 +12,8 @@ WiSE-FT sweep.
 Modules: ``data`` (the bundled digits on disk), ``transforms`` (the noise
 transform, registered into mmpretrain), ``protocol`` (methods, grids,
 seeds), ``stages`` (cached stage outputs), ``runs`` (one Runner per stage),
-``pipeline`` (the whole demo; its table and figure come from
+``pipeline`` (the whole demo, stage by stage), ``report`` (the results
+JSON, table, markdown and CSV reports and figure, from
 :mod:`mmspd.robust_ft.report` and :mod:`mmspd.robust_ft.plots`).
 
 An example built on mmspd, not part of it: it lives in the repository's

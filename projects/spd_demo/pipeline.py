@@ -1,43 +1,35 @@
-"""The whole demo: data, pretraining, grid of fine-tuning runs, selection
-by ID validation accuracy, ID + OOD tests, linear probes and LP-FT, WiSE-FT
-sweeps, publishing, report (:mod:`mmspd.robust_ft.report`, the library of
-``tools/analysis_tools/robustness_report.py``).
+"""The whole demo, stage by stage: data, pretraining, grid of fine-tuning
+runs, selection by ID validation accuracy, ID + OOD tests, linear probes
+and LP-FT, WiSE-FT sweeps, publishing; then the report
+(:mod:`projects.spd_demo.report`, on :mod:`mmspd.robust_ft.report`, the
+library of ``tools/analysis_tools/robustness_report.py``).
 
 Every stage caches its outputs under the work folder (see
 :mod:`projects.spd_demo.stages`), so a second run only rebuilds the report.
 """
-import json
-import math
 import os
 import os.path as osp
 import shutil
 import time
 import uuid
 from dataclasses import asdict
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, List, Optional
 
 import torch
 from mmengine.logging import MMLogger, print_log
 
 from mmspd.engine.runner.robust_test_loop import OOD_AVERAGE
-from mmspd.robust_ft import report
-from mmspd.robust_ft.plots import plot_report
+from mmspd.robust_ft.report import select_strength
 from mmspd.robust_ft.wise_ft import alpha_tag, run_wise_ft
 from mmspd.zoo.publish import publish_checkpoint, sha256_of, strip_checkpoint
-from . import runs
+from . import report, runs
 from .data import CANVAS, DIGIT, write_digit_datasets
-from .protocol import PRETRAIN_CONFIG, DemoProtocol, Method, config_root
+from .protocol import (METRIC, PRETRAIN_CONFIG, DemoProtocol, Method,
+                       config_root)
 from .stages import code_fingerprint, run_stage
 
-#: Name of the published models and of the records file for the model zoo.
+#: Name of the published models.
 MODEL_PREFIX = 'lenet5_digits59_'
-RESULTS_FILE = 'demo_results.json'
-FIGURE_FILE = 'demo.png'
-TABLE_FILE = 'demo_table.txt'
-RECORDS_FILE = 'model_zoo.json'
-REPORT_STEM = 'demo_report'
-#: RobustTestLoop's metric for the demo (top-1 accuracy in %).
-METRIC = 'accuracy/top1'
 
 
 def _value_tag(value: float) -> str:
@@ -69,7 +61,9 @@ def _sklearn_version() -> str:
 
 
 class Demo:
-    """The demo in ``work_dir`` under ``protocol``; :meth:`run` runs it."""
+    """The demo in ``work_dir`` under ``protocol``: its stages, each a
+    method; :meth:`run` runs them and writes the report
+    (:mod:`projects.spd_demo.report`)."""
 
     def __init__(self, work_dir: str, protocol: DemoProtocol = DemoProtocol(),
                  logger: Optional[MMLogger] = None) -> None:
@@ -259,7 +253,7 @@ class Demo:
             grid.append(dict(value=value, val_accuracy=accuracies,
                              mean_val_accuracy=sum(accuracies) /
                              len(accuracies), runs=trained))
-        choice = report.select_strength(
+        choice = select_strength(
             [dict(method=method.key, strength=g['value'], seed=seed,
                   val=val, source=f'{method.key} {g["value"]:g} seed {seed}')
              for g in grid
@@ -344,132 +338,15 @@ class Demo:
                 method = next(m for m in p.methods if m.key == row['key'])
                 for run in row['runs']:
                     run['wise_ft'] = self.wise_ft(method, run)
-        with open(rows[0]['runs'][0]['results_json'], encoding='utf-8') as f:
-            layout = json.load(f)
-        id_name = layout['id']
-        sets = [id_name] + layout['ood'] + [OOD_AVERAGE]
         records = self.publish(rows, data)
-        compared = rows + ([lpft] if lpft else [])
-        shown = compared + ([reference] if reference else [])
-        summary = self._report(compared, reference, id_name, layout['ood'])
-        for row in shown:
-            row['summary'] = next(m['summary'] for m in summary['methods']
-                                  if m['key'] == row['key'])
-        table = report.format_text(summary)
-        results = dict(
-            protocol=dict(
-                seeds=list(p.seeds),
-                grids={m['name']: [g['value'] for g in m['grid']]
-                       for m in compared},
-                selection='mean ID validation top-1 accuracy over the '
-                'seeds; ties: first value in grid order',
-                wise_ft=dict(methods=list(p.wise_ft_methods),
-                             alphas=list(p.wise_ft_alphas),
-                             table_alpha=summary['wise_ft_alpha']),
-                pretrain_epochs=p.pretrain_epochs or 'config',
-                finetune_epochs=p.finetune_epochs or 'config',
-                splits=asdict(p.splits)),
-            data=data['manifest']['counts'],
-            pretrain=dict(val_accuracy=pretrained['val_accuracy'],
-                          weights=pretrained['weights']),
-            metric='top-1 accuracy (%)', id=id_name, sets=sets,
-            methods=rows, reference=reference, lpft=lpft,
-            report=summary,
-            published=[r['weights'] for r in records],
-            table=table)
+        results = report.assemble(p, data, pretrained, rows, reference, lpft,
+                                  records)
         results['wall_time_s'] = time.perf_counter() - start
-        paths = self._write(results, records, table, summary, figure)
-        results['paths'] = paths
-        title = (f'Fine-tuning LeNet-5 (pretrained on digits 0-4) on digits '
-                 f'5-9, top-1 accuracy (%), mean ± std over '
-                 f'{len(p.seeds)} seed(s)')
-        self.progress.log(f'{title}\n{table}')
-        self.progress.log('\n'.join(f'{k}: {v}' for k, v in paths.items()))
-        self.progress.log(
-            f'model zoo: python tools/misc/gen_model_index.py '
-            f'{paths["model_zoo_records"]} writes configs/metafile.yml and '
-            f'model-index.yml from these results')
+        results['paths'] = report.write(self.work_dir, results, records,
+                                        figure)
+        for message in report.closing_messages(results):
+            self.progress.log(message)
         return results
-
-    def _report(self, compared: List[dict], reference: Optional[dict],
-                id_name: str, ood: List[str]) -> dict:
-        """The cross-run report (:func:`mmspd.robust_ft.report.
-        build_report`) of every fine-tuning run: the grid runs (ID
-        validation only) and the tested runs of the selected strengths."""
-        runs_in = []
-        for row in compared + ([reference] if reference else []):
-            tested = {} if row.get('reference') else {
-                r['seed']: r for r in row['runs']}
-            values = ([g['value'] for g in row['grid']]
-                      if not row.get('reference') else [None])
-            for value in values:
-                for i, seed in enumerate(self.protocol.seeds):
-                    if row.get('reference'):
-                        run = row['runs'][i]
-                        val = run['val_accuracy']
-                    else:
-                        g = next(g for g in row['grid']
-                                 if g['value'] == value)
-                        val = g['val_accuracy'][i]
-                        run = tested[seed] if value == row['selected'] \
-                            else None
-                    wise = run.get('wise_ft') if run else None
-                    runs_in.append(dict(
-                        method=row['key'], strength=value, seed=seed,
-                        val=val, test=run['test'] if run else None,
-                        wise_ft=wise['points'] if wise else None,
-                        source=f'{row["key"]} {value} seed {seed}'))
-        shown = compared + ([reference] if reference else [])
-        return report.build_report(
-            runs_in, id_name, ood, METRIC,
-            names={r['key']: r['name'] for r in shown},
-            strength_names={r['key']: r['strength'] for r in compared},
-            orders={r['key']: [g['value'] for g in r['grid']]
-                    for r in compared},
-            references=[reference['key']] if reference else [])
-
-    def _write(self, results, records, table, summary,
-               figure) -> Dict[str, str]:
-        paths = dict(
-            results=osp.join(self.work_dir, RESULTS_FILE),
-            table=osp.join(self.work_dir, TABLE_FILE),
-            figure=osp.join(self.work_dir, FIGURE_FILE),
-            model_zoo_records=osp.join(self.work_dir, RECORDS_FILE))
-        for ext, text in (('md', report.format_markdown(summary)),
-                          ('csv', report.format_csv(summary))):
-            paths[f'report_{ext}'] = osp.join(self.work_dir,
-                                              f'{REPORT_STEM}.{ext}')
-            with open(paths[f'report_{ext}'], 'w', encoding='utf-8') as f:
-                f.write(text + ('' if text.endswith('\n') else '\n'))
-        with open(paths['results'], 'w', encoding='utf-8') as f:
-            json.dump(_json_safe(results), f, indent=2, default=str)
-        with open(paths['table'], 'w', encoding='utf-8') as f:
-            f.write(table + '\n')
-        with open(paths['model_zoo_records'], 'w', encoding='utf-8') as f:
-            json.dump(records, f, indent=2)
-        plot_report(
-            summary, paths['figure'],
-            f'LeNet-5 (digits 0-4) fine-tuned on digits 5-9, '
-            f'{len(self.protocol.seeds)} seed(s), strength chosen on ID val;'
-            f'\nsmall: each run, large: mean ± std, dashed: WiSE-FT '
-            f'α = 0 ... 1')
-        if figure:
-            os.makedirs(osp.dirname(osp.abspath(figure)), exist_ok=True)
-            shutil.copyfile(paths['figure'], figure)
-            paths['figure_copy'] = osp.abspath(figure)
-        return paths
-
-
-def _json_safe(value: Any) -> Any:
-    """NaN (std of one seed) as ``None``; configs and stage keys dropped."""
-    if isinstance(value, float) and math.isnan(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()
-                if k != 'cfg' and not (k == 'key' and isinstance(v, dict))}
-    if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
-    return value
 
 
 def run_demo(work_dir: str, protocol: DemoProtocol = DemoProtocol(),

@@ -87,6 +87,9 @@ WISE_FT_METHODS: Tuple[str, ...] = ('adamw', 'spd')
 WISE_FT_ALPHAS: Tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 1.0)
 
 PRETRAIN_CONFIG = 'lenet5_digits04_pretrain.py'
+#: RobustTestLoop's metric for the demo (top-1 accuracy in %): what the
+#: stages record and the report shows.
+METRIC = 'accuracy/top1'
 
 
 @dataclass(frozen=True)
