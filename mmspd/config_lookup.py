@@ -16,6 +16,7 @@ their own ``default_scope`` (``mmpretrain`` or ``mmseg``), exactly as if the
 file were a local base.
 """
 import os.path as osp
+import sys
 from typing import Optional, Tuple
 
 from mmengine.config import Config
@@ -103,3 +104,24 @@ def enable() -> None:
 
 
 enable()  # on import, so ``import mmspd`` is all a tool needs
+
+
+def add_example_projects(tool_file: str) -> Optional[str]:
+    """Put the source checkout holding ``tool_file`` (a script under its
+    ``tools/``) on ``sys.path`` when it has a ``projects/`` folder, so that
+    configs can custom-import the repository's example projects (e.g.
+    ``configs/demo``: ``projects.spd_demo``, not part of the package).
+    ``python tools/X.py`` puts only ``tools/`` there. Returns the root
+    added, or ``None`` (an installed package has no ``projects/``)."""
+    folder = osp.dirname(osp.realpath(tool_file))
+    while osp.basename(folder) != 'tools':
+        parent = osp.dirname(folder)
+        if parent == folder:
+            return None
+        folder = parent
+    root = osp.dirname(folder)
+    if not osp.isdir(osp.join(root, 'projects')):
+        return None
+    if root not in sys.path:
+        sys.path.append(root)
+    return root

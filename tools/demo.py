@@ -15,13 +15,11 @@ the report. The demo's code is the example project ``projects/spd_demo``
 """
 import argparse
 import os
-import os.path as osp
-import sys
+
+from mmspd.config_lookup import add_example_projects
 
 # projects/ is a folder of the repository, not of the mmspd package
-REPO = osp.dirname(osp.dirname(osp.realpath(__file__)))
-if REPO not in sys.path:
-    sys.path.append(REPO)
+add_example_projects(__file__)
 
 from projects.spd_demo.pipeline import run_demo  # noqa: E402
 from projects.spd_demo.protocol import DemoProtocol  # noqa: E402

@@ -8,22 +8,18 @@ config.
 import argparse
 import os
 import os.path as osp
-import sys
 
 from mmengine.config import DictAction
 
 import mmspd  # noqa: F401  (registers optimizers, constructor, hooks)
+from mmspd.config_lookup import add_example_projects
 from mmspd.engine.launch import (LAUNCHERS, build_runner, configure_launch,
                                  finish_launch, load_config)
 from mmspd.engine.sharded_checkpoint import is_sharded_checkpoint
 from mmspd.engine.strict_loading import add_strict_loading_hook
 
-# Configs may custom-import the repository's example projects (configs/demo:
-# projects/spd_demo, not part of the mmspd package): in a source checkout
-# the repository root goes on sys.path.
-REPO = osp.dirname(osp.dirname(osp.realpath(__file__)))
-if osp.isdir(osp.join(REPO, 'projects')) and REPO not in sys.path:
-    sys.path.append(REPO)
+# configs/demo custom-imports projects.spd_demo (a source checkout's)
+add_example_projects(__file__)
 
 
 def parse_args(argv=None):

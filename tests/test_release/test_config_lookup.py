@@ -120,3 +120,20 @@ def test_other_tools_run_through_python_m_mmspd(tmp_path):
         cwd=str(tmp_path), capture_output=True, text=True)
     assert missing.returncode != 0
     assert "script '" in missing.stderr and 'nope.py' in missing.stderr
+
+
+def test_example_projects_are_found_from_a_source_checkout(tmp_path,
+                                                           monkeypatch):
+    from mmspd.config_lookup import add_example_projects
+    checkout = tmp_path / 'checkout'
+    (checkout / 'tools' / 'analysis_tools').mkdir(parents=True)
+    tool = checkout / 'tools' / 'analysis_tools' / 'x.py'
+    tool.write_text('')
+    monkeypatch.setattr(sys, 'path', list(sys.path))
+    assert add_example_projects(str(tool)) is None  # no projects/ folder
+    (checkout / 'projects').mkdir()
+    assert add_example_projects(str(tool)) == osp.realpath(checkout)
+    assert sys.path.count(osp.realpath(checkout)) == 1
+    assert add_example_projects(str(tool)) == osp.realpath(checkout)
+    assert sys.path.count(osp.realpath(checkout)) == 1
+    assert add_example_projects(str(tmp_path / 'elsewhere.py')) is None

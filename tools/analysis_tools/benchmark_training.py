@@ -31,6 +31,11 @@ from typing import Dict, List, Sequence
 
 from mmengine.config import Config, DictAction
 
+from mmspd.config_lookup import add_example_projects
+
+# configs/demo custom-imports projects.spd_demo (a source checkout's)
+add_example_projects(__file__)
+
 BASELINE = 'AdamW'
 #: optimizer type -> weight decay given when the config has another type
 WEIGHT_DECAY = {'AdamW': 0.05, 'AdamSPD': 1.0, 'AdamL2SP': 1e-2}

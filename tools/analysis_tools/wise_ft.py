@@ -21,20 +21,16 @@ and one test run per alpha under ``DIR/alpha_<alpha>/`` (default DIR:
 """
 import argparse
 import os.path as osp
-import sys
 
 from mmengine.config import DictAction
 
 import mmspd  # noqa: F401  (registers optimizers, hooks, the test loop)
+from mmspd.config_lookup import add_example_projects
 from mmspd.engine.launch import load_config
 from mmspd.robust_ft.wise_ft import DEFAULT_ALPHAS, check_alphas, run_wise_ft
 
-# Configs may custom-import the repository's example projects (configs/demo:
-# projects/spd_demo, not part of the mmspd package): in a source checkout
-# the repository root goes on sys.path.
-REPO = osp.dirname(osp.dirname(osp.dirname(osp.realpath(__file__))))
-if osp.isdir(osp.join(REPO, 'projects')) and REPO not in sys.path:
-    sys.path.append(REPO)
+# configs/demo custom-imports projects.spd_demo (a source checkout's)
+add_example_projects(__file__)
 
 
 def parse_args(argv=None):
