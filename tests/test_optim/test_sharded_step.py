@@ -7,7 +7,6 @@ sharded_step_worker.py under torchrun; see there for the cases."""
 import json
 import os
 import os.path as osp
-import socket
 import subprocess
 import sys
 
@@ -17,17 +16,12 @@ import torch.distributed as dist
 from torch.distributed.tensor import DTensor, Shard, distribute_tensor
 
 from mmspd.optim import AdamL2SP, AdamSPD, adam_spd
+from tests.distributed import free_port
 from tests.tool_modules import REPO
 
 WORKER = osp.join(REPO, 'tests', 'test_optim', 'sharded_step_worker.py')
 #: required agreement: max |sharded - whole| / max |update| over 30 steps
 TOLERANCE = 1e-6
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope='module', params=[2, 3], ids=['2proc', '3proc'])
@@ -36,7 +30,7 @@ def results(request, tmp_path_factory):
     env = dict(os.environ, OMP_NUM_THREADS='1', CUDA_VISIBLE_DEVICES='')
     cmd = [sys.executable, '-m', 'torch.distributed.run',
            f'--nproc_per_node={request.param}',
-           f'--master_port={_free_port()}', WORKER, str(out)]
+           f'--master_port={free_port()}', WORKER, str(out)]
     proc = subprocess.run(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE,
                           stderr=subprocess.STDOUT, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-5000:]
@@ -167,7 +161,7 @@ def one_process_group():
     if dist.is_initialized():
         pytest.skip('a process group already exists in this process')
     os.environ['MASTER_ADDR'] = '127.0.0.1'
-    os.environ['MASTER_PORT'] = str(_free_port())
+    os.environ['MASTER_PORT'] = str(free_port())
     dist.init_process_group('gloo', rank=0, world_size=1)
     try:
         from torch.distributed.device_mesh import init_device_mesh

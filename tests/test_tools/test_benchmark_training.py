@@ -7,7 +7,6 @@ import os.path as osp
 
 import pytest
 
-from tests.dataset_files import write_custom_classification_set
 from tests.tool_modules import REPO, load_tool
 
 CONFIG = osp.join(REPO, 'tests', 'data', 'configs', 'tiny_lenet_spd.py')
@@ -18,8 +17,9 @@ def tool():
     return load_tool('analysis_tools/benchmark_training.py')
 
 
-def test_json_holds_medians_and_ratios_to_adamw(tool, tmp_path, capsys):
-    data = write_custom_classification_set(str(tmp_path / 'data'))
+def test_json_holds_medians_and_ratios_to_adamw(
+        tool, tiny_classification_data, tmp_path, capsys):
+    data = tiny_classification_data
     out = tmp_path / 'training.json'
     report = tool.main([CONFIG, '--optimizers', 'AdamSPD', 'AdamW',
                         '--iters', '8', '--repeats', '1', '--cfg-options',

@@ -3,7 +3,6 @@ real on the tiny LeNet config (CPU processes, gloo)."""
 import os
 import os.path as osp
 import re
-import socket
 import stat
 import subprocess
 import sys
@@ -14,6 +13,7 @@ import torch
 from mmspd.engine import launch
 from mmspd.engine.resume import is_complete_checkpoint
 from tests.dataset_files import write_custom_classification_set
+from tests.distributed import free_port
 from tests.tool_modules import REPO, load_tool
 
 CONFIG = osp.join('tests', 'data', 'configs', 'tiny_lenet_spd.py')
@@ -22,12 +22,6 @@ MAX_ITERS = 6  # the config's
 # float rounding (different summation orders in 1 vs 2 processes) into
 # ~2e-5 weight differences; eps=1e-6 keeps the comparison about DDP itself.
 EPS = 'optim_wrapper.optimizer.eps=1e-6'
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        return s.getsockname()[1]
 
 
 def _data_options(data_root, splits=('train', 'val')):
@@ -98,7 +92,7 @@ def trained(data_root, tmp_path_factory):
             str(ddp), *common, 'train_dataloader.batch_size=2'
         ],
                               cwd=REPO,
-                              env=_env(PORT=str(_free_port())),
+                              env=_env(PORT=str(free_port())),
                               stdout=out2,
                               stderr=subprocess.STDOUT)
         rc1, rc2 = p1.wait(timeout=300), p2.wait(timeout=300)
@@ -188,7 +182,7 @@ def test_slurm_train_runs_through_srun(data_root, tmp_path):
     bin_dir, record = tmp_path / 'bin', tmp_path / 'srun_args'
     bin_dir.mkdir()
     _executable(bin_dir / 'srun',
-                FAKE_SRUN.format(record=record, port=_free_port()))
+                FAKE_SRUN.format(record=record, port=free_port()))
     work_dir = tmp_path / 'work'
     env = _env(PATH=f'{bin_dir}{os.pathsep}{os.environ["PATH"]}',
                GPUS='1',

@@ -1,7 +1,7 @@
 """One process of the sharded-checkpoint tests (run by torchrun, gloo, CPU).
 
     python -m torch.distributed.run --nproc_per_node N \\
-        tests/test_engine/fsdp2_checkpoint_worker.py OUT_DIR START OPTIMIZERS
+        tests/test_engine/checkpoint/fsdp2_checkpoint_worker.py OUT_DIR START OPTIMIZERS
 
 Trains one tiny FSDP2 model per optimizer named in OPTIMIZERS
 (comma-separated, see :func:`build_optimizer`) for steps START..STEPS-1 on
@@ -18,7 +18,8 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-sys.path.insert(0, osp.abspath(osp.join(osp.dirname(__file__), '..', '..')))
+sys.path.insert(
+    0, osp.abspath(osp.join(osp.dirname(__file__), '..', '..', '..')))
 
 STEPS = 6
 SAVE_AT = 3

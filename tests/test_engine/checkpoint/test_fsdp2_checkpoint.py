@@ -6,7 +6,6 @@ directories are never taken for checkpoints."""
 import os
 import os.path as osp
 import shutil
-import socket
 import subprocess
 import sys
 
@@ -15,26 +14,22 @@ import torch
 
 from mmspd.engine import sharded_checkpoint as sc
 from mmspd.engine.resume import find_resume_checkpoint, is_complete_checkpoint
-from tests.test_engine import fsdp2_checkpoint_worker as worker
+from tests.test_engine.checkpoint import fsdp2_checkpoint_worker as worker
+from tests.distributed import free_port
 from tests.tool_modules import REPO
 
-WORKER = osp.join(REPO, 'tests', 'test_engine', 'fsdp2_checkpoint_worker.py')
+WORKER = osp.join(REPO, 'tests', 'test_engine', 'checkpoint',
+                  'fsdp2_checkpoint_worker.py')
 #: every optimizer the sharded checkpoints are tested with
 OPTIMIZERS = ('AdamSPD', 'AdamL2SP', 'AdamW')
 #: those that keep an anchor per parameter in their state
 ANCHORED = ('AdamSPD', 'AdamL2SP')
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        return s.getsockname()[1]
-
-
 def _torchrun(nproc: int, *args) -> None:
     env = dict(os.environ, OMP_NUM_THREADS='1', CUDA_VISIBLE_DEVICES='')
     cmd = [sys.executable, '-m', 'torch.distributed.run',
-           f'--nproc_per_node={nproc}', f'--master_port={_free_port()}',
+           f'--nproc_per_node={nproc}', f'--master_port={free_port()}',
            WORKER, *map(str, args)]
     proc = subprocess.run(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE,
                           stderr=subprocess.STDOUT, text=True, timeout=300)

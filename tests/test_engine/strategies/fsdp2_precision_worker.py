@@ -2,7 +2,7 @@
 test (run by torchrun on 2 gloo CPU processes).
 
     python -m torch.distributed.run --nproc_per_node 2 \\
-        tests/test_engine/fsdp2_precision_worker.py WORK_DIR OUT_JSON
+        tests/test_engine/strategies/fsdp2_precision_worker.py WORK_DIR OUT_JSON
 
 Prepares the tiny ViT of tests/data/configs/tiny_vit_ddp.py with
 FSDP2Strategy three times (plain; activation checkpointing; bf16 mixed
@@ -19,7 +19,7 @@ import sys
 import torch
 import torch.distributed as dist
 
-REPO = osp.abspath(osp.join(osp.dirname(__file__), '..', '..'))
+REPO = osp.abspath(osp.join(osp.dirname(__file__), '..', '..', '..'))
 sys.path.insert(0, REPO)
 
 LAYER = 'TransformerEncoderLayer'

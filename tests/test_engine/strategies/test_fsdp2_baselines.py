@@ -9,7 +9,7 @@ from mmengine.config import Config
 
 from mmspd.engine.launch import build_runner
 from tests.dataset_files import write_custom_classification_set
-from tests.test_engine.test_fsdp2_strategy import (CONFIGS, MAX_ITERS,
+from tests.test_engine.strategies.test_fsdp2_strategy import (CONFIGS, MAX_ITERS,
                                                    _initial_weights,
                                                    _spd_scalars, _start,
                                                    _wait)

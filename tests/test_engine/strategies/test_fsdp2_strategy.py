@@ -7,7 +7,6 @@ import json
 import os
 import os.path as osp
 import re
-import socket
 import subprocess
 import sys
 
@@ -21,16 +20,11 @@ from mmspd.engine.strategies import FSDP2Strategy
 from mmspd.engine.strategies.fsdp2_strategy import (
     _matching_modules, _type_names, apply_activation_checkpointing)
 from tests.dataset_files import write_custom_classification_set
+from tests.distributed import free_port
 from tests.tool_modules import REPO
 
 CONFIGS = osp.join('tests', 'data', 'configs')
 MAX_ITERS = 6  # the configs'
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        return s.getsockname()[1]
 
 
 def _env(**extra):
@@ -53,7 +47,7 @@ def _start(kind: str, nproc: int, work_dir, data_root, init,
            f'val_dataloader.dataset.data_root={data_root}',
            f'load_from={init}',
            *cfg_options]
-    return subprocess.Popen(cmd, cwd=REPO, env=_env(PORT=str(_free_port())),
+    return subprocess.Popen(cmd, cwd=REPO, env=_env(PORT=str(free_port())),
                             stdout=log, stderr=subprocess.STDOUT), log
 
 
@@ -201,8 +195,9 @@ def test_mixed_precision_and_activation_checkpointing(tmp_path):
     gradients (2 processes, one step of the tiny ViT)."""
     out = tmp_path / 'seen.json'
     cmd = [sys.executable, '-m', 'torch.distributed.run',
-           '--nproc_per_node=2', f'--master_port={_free_port()}',
-           osp.join('tests', 'test_engine', 'fsdp2_precision_worker.py'),
+           '--nproc_per_node=2', f'--master_port={free_port()}',
+           osp.join('tests', 'test_engine', 'strategies',
+                    'fsdp2_precision_worker.py'),
            str(tmp_path), str(out)]
     proc = subprocess.run(cmd, cwd=REPO, env=_env(), stdout=subprocess.PIPE,
                           stderr=subprocess.STDOUT, text=True, timeout=600)
@@ -360,7 +355,7 @@ def test_test_tool_evaluates_a_sharded_checkpoint(runs, tmp_path):
          str(tmp_path / 'sharded'), '--cfg-options', data,
          # StrictLoadingHook reads checkpoint files only
          'strict_loading.load_from=False'],
-        cwd=REPO, env=_env(PORT=str(_free_port())), stdout=subprocess.PIPE,
+        cwd=REPO, env=_env(PORT=str(free_port())), stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT, text=True, timeout=300)
     assert sharded.returncode == 0, sharded.stdout
     single = subprocess.run(

@@ -110,17 +110,15 @@ def deepspeed_importable(monkeypatch):
 
 @pytest.mark.parametrize('optimizer', ['AdamSPD', 'AdamL2SP'])
 def test_flexible_runner_from_cfg_refuses_zero_partitions(
-        optimizer, deepspeed_importable, tmp_path):
+        optimizer, deepspeed_importable, tiny_classification_data, tmp_path):
     """The refusal holds without mmspd's build_runner (FlexibleRunner
     straight from a config, as other projects' train.py and mim do)."""
     from mmengine.runner import FlexibleRunner
-    from tests.dataset_files import write_custom_classification_set
     cfg = _config(optimizer, dict(
         type='DeepSpeedStrategy', config=dict(zero_optimization=dict(
             stage=2)), train_micro_batch_size_per_gpu=4))
     cfg.work_dir = str(tmp_path / 'work')
-    data_root = str(tmp_path / 'data')
-    write_custom_classification_set(data_root)
+    data_root = tiny_classification_data
     for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
         if cfg.get(loader):
             cfg[loader].dataset.data_root = data_root
