@@ -683,8 +683,7 @@ def test_counters_follow_the_capturable_setting_across_a_reload(cls):
         assert float(step) == float(dev.state[p]['step']) + 1
 
 
-needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(),
-                                reason='needs CUDA')
+needs_cuda = pytest.mark.cuda  # skipped without a GPU (conftest.py)
 
 
 @needs_cuda

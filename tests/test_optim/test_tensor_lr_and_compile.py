@@ -155,7 +155,7 @@ def test_load_state_dict_and_add_param_group_run_eagerly_when_compiled(
     torch._dynamo.reset()
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason='needs CUDA')
+@pytest.mark.cuda
 @with_each_optimizer
 def test_compiled_load_state_dict_leaves_cuda_groups_uncapturable(cls):
     params = [torch.nn.Parameter(torch.randn(4, 3, device='cuda'))]

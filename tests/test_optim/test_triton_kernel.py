@@ -13,8 +13,7 @@ from mmspd.optim._dispatch import select_kernel
 from tests.optim_helpers import (SHAPES, gradient_stream, make_params,
                                  step_in_lockstep)
 
-needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(),
-                                reason='needs CUDA')
+needs_cuda = pytest.mark.cuda  # skipped without a GPU (conftest.py)
 
 
 def _one_tensor_lists(device='cpu'):

@@ -18,10 +18,8 @@ import torch
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), '..', '..'))
 TEST_RUNS = dict(
     cuda_kernels=['-m', 'cuda', 'tests/test_optim/test_cuda_kernels.py'],
-    other_cuda_tests=['-k', 'cuda or amp_optim_wrapper',
-                      'tests/test_engine/test_runner_lifecycle.py'] + [
-        f'tests/test_optim/test_{name}.py' for name in (
-            'anchored_adam', 'triton_kernel', 'tensor_lr_and_compile')])
+    other_cuda_tests=['-m', 'cuda', 'tests',
+                      '--ignore=tests/test_optim/test_cuda_kernels.py'])
 
 
 def pytest_counts(args: list, timeout_s: float = 300) -> dict:

@@ -113,7 +113,7 @@ def test_gradient_accumulation_and_clipping_match_a_hand_written_loop(
     assert {float(s['step']) for s in state.values()} == {3.0}
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason='needs CUDA')
+@pytest.mark.cuda
 @pytest.mark.parametrize('dtype', ['float16', 'bfloat16'])
 def test_amp_optim_wrapper_trains_with_float32_anchors(tmp_path, dtype):
     if dtype == 'bfloat16' and not torch.cuda.is_bf16_supported():
