@@ -129,6 +129,26 @@ def _mesh_group(mesh) -> Optional['dist.ProcessGroup']:
         f'DeviceMesh._flatten, which this torch lacks')
 
 
+def _reduction(mesh, sharded_dims: Tuple[int, ...]
+               ) -> Tuple[Optional['dist.ProcessGroup'], bool]:
+    """``(group, over_shards_only)``: the process group that adds up a
+    tensor's partial sums, and whether it spans exactly the mesh dimensions
+    the tensor is sharded along (replicas along the others hold the same
+    sums, so they need no communication: HSDP's replicas, often on other
+    nodes, are left out). Otherwise the group is the whole mesh, and only
+    the processes at coordinate 0 of the replicated dimensions contribute.
+    """
+    if len(sharded_dims) == mesh.ndim:
+        return _mesh_group(mesh), True
+    if len(sharded_dims) == 1:
+        return mesh.get_group(mesh_dim=sharded_dims[0]), True
+    names = mesh.mesh_dim_names
+    if names and hasattr(mesh, '_flatten'):
+        sub = mesh[tuple(names[d] for d in sharded_dims)]
+        return sub._flatten().get_group(), True
+    return _mesh_group(mesh), False
+
+
 class ShardedSums:
     """How one parameter group's per-tensor partial sums are added up over
     the shards.
@@ -142,10 +162,14 @@ class ShardedSums:
     process by construction, even when a module was used on some processes
     only or a process runs another kernel.
 
-    - A tensor sharded along some mesh dimensions contributes its local
-      sums from the processes at coordinate 0 of every mesh dimension it is
-      replicated along, and 0 from the others, so that an all-reduce over
-      the whole mesh counts each element exactly once;
+    - A tensor's sums are added up over the mesh dimensions it is sharded
+      along only: the processes of one shard group. Replicas along the
+      other dimensions (HSDP's replicate dimension) hold the same sums and
+      are not reduced over (no cross-replica collective). Where such a
+      group cannot be formed (a mesh without dimension names), the group is
+      the whole mesh and the sums come from the processes at coordinate 0
+      of every replicated dimension (0 from the others), so each element
+      still counts once;
     - fully replicated DTensors and plain tensors already hold whole-tensor
       sums and are left out of the reduction.
 
@@ -159,9 +183,11 @@ class ShardedSums:
                  stepped: Optional[Sequence[int]] = None) -> None:
         stepped = list(range(len(params))) if stepped is None else \
             list(stepped)
-        #: mesh -> (positions in the group, 0/1 weight of this process)
+        #: (mesh, sharded dims) -> (positions in the group, 0/1 weight of
+        #: this process); one all-reduce per key
         self._meshes: 'OrderedDict[object, Tuple[List[int], List[float]]]' \
             = OrderedDict()
+        self._groups: Dict[object, Optional['dist.ProcessGroup']] = {}
         self.device: Optional[torch.device] = None
         for position, p in enumerate(params):
             if not is_dtensor(p):
@@ -171,15 +197,21 @@ class ShardedSums:
             if not sharded_dims:
                 continue
             mesh = p.device_mesh
+            key = (mesh, tuple(sharded_dims))
+            if key not in self._groups:
+                self._groups[key] = _reduction(mesh, key[1])
+            group, over_shards_only = self._groups[key]
             coordinate = mesh.get_coordinate()
-            counts = all(coordinate[d] == 0
-                         for d in range(mesh.ndim) if d not in sharded_dims)
-            positions, weights = self._meshes.setdefault(mesh, ([], []))
+            counts = over_shards_only or all(
+                coordinate[d] == 0
+                for d in range(mesh.ndim) if d not in sharded_dims)
+            positions, weights = self._meshes.setdefault(key, ([], []))
             positions.append(position)
             weights.append(1.0 if counts else 0.0)
             if self.device is None:
                 self.device = p.to_local().device
-        self._groups = {mesh: _mesh_group(mesh) for mesh in self._meshes}
+        self._groups = {key: group for key, (group, _) in
+                        self._groups.items()}
         # per mesh: (rows of the local sums, their rows in the mesh's block)
         self._rows: Dict[object, Tuple[List[int], List[int]]] = {}
         for mesh, (positions, _) in self._meshes.items():
@@ -192,12 +224,14 @@ class ShardedSums:
 
     @property
     def meshes(self) -> List[object]:
-        """The device meshes whose sums this group reduces, in order."""
+        """The reductions (a device mesh and the dimensions reduced over)
+        this group's sums take part in, in order."""
         return list(self._meshes)
 
     def block_rows(self, mesh) -> int:
-        """Rows this group adds to ``mesh``'s all-reduce (one per sharded
-        parameter, with or without a gradient)."""
+        """Rows this group adds to the all-reduce ``mesh`` (one of
+        :attr:`meshes`): one per sharded parameter, with or without a
+        gradient."""
         return len(self._meshes[mesh][0])
 
     def _indices(self, mesh, device: torch.device
@@ -223,8 +257,8 @@ class ShardedSums:
 def reduce_sharded_sums(items: Sequence[Tuple[ShardedSums, Tensor]]
                         ) -> List[Tensor]:
     """Reduce the local ``[n_i, k]`` sums of several groups (each with its
-    :class:`ShardedSums`) with **one all-reduce per device mesh** over all
-    of them, so a step with many parameter groups (e.g. layer-wise lr
+    :class:`ShardedSums`) with **one all-reduce per device mesh** (and set
+    of sharded dimensions: one for FSDP and HSDP) over all of them, so a step with many parameter groups (e.g. layer-wise lr
     decay) still costs one latency-bound collective. Returns the global
     sums per item: float64 where something was reduced (new tensors), the
     item's own sums where its group has nothing sharded.

@@ -54,14 +54,17 @@ def gradient_stream(seed=1):
 
 
 class CountingAllReduce:
-    """Counts dist.all_reduce calls while active (patched in place)."""
+    """Counts dist.all_reduce calls while active (patched in place), and
+    the sizes of the process groups they ran over."""
 
     def __init__(self):
         self.count, self._original = 0, dist.all_reduce
+        self.group_sizes = set()
 
     def __enter__(self):
         def counting(*args, **kwargs):
             self.count += 1
+            self.group_sizes.add(dist.get_world_size(kwargs.get('group')))
             return self._original(*args, **kwargs)
         dist.all_reduce = counting
         return self
@@ -255,8 +258,56 @@ def reduced_sums_error(world):
     return worst
 
 
-def main(out_path):
+def hsdp_case():
+    """4 processes as HSDP's 2-D mesh (2 replicas x 2 shards): parameters
+    replicated along the first dimension and sharded along the second,
+    against whole tensors; the sums must be reduced over the shard
+    dimension only (groups of 2), once per step."""
+    mesh = init_device_mesh('cpu', (2, 2),
+                            mesh_dim_names=('replicate', 'shard'))
+    start = initial_tensors()
+    plain = [torch.nn.Parameter(t.clone()) for t in start]
+    sharded = [torch.nn.Parameter(distribute_tensor(
+        t.clone(), mesh, [Replicate(), *placements(k)]))
+        for t, (_, k) in zip(start, LAYOUT)]
+
+    def build(params):
+        return AdamSPD([dict(params=params[:3]), dict(params=params[3:])],
+                       lr=3e-2, weight_decay=1.0)
+
+    opt_plain, opt_sharded = build(plain), build(sharded)
+    reduces, sizes, fired = [], set(), 0
+    for grads in gradient_stream():
+        for p, q, grad in zip(plain, sharded, grads):
+            p.grad = grad.clone()
+            q.grad = distribute_tensor(grad.clone(), mesh, q.placements)
+        opt_plain.step()
+        with CountingAllReduce() as counter:
+            opt_sharded.step()
+        reduces.append(counter.count)
+        sizes |= counter.group_sizes
+        fired += int(opt_sharded.projection_statistics()[
+            'projected_fraction'] > 0)
+    diffs = []
+    for p, q, s in zip(plain, sharded, start):
+        update = float((p.detach() - s).abs().max())
+        diff = float((q.detach().full_tensor() - p.detach()).abs().max())
+        diffs.append(diff / max(update, 1e-12))
+    return dict(max_rel_diff=max(diffs), steps_projected=fired,
+                all_reduces_per_step=sorted(set(reduces)),
+                group_sizes=sorted(sizes))
+
+
+def main(out_path, only=None):
     dist.init_process_group('gloo')
+    if only == 'hsdp':
+        result = dict(hsdp=hsdp_case())
+        if dist.get_rank() == 0:
+            with open(out_path, 'w') as f:
+                json.dump(result, f, indent=1)
+        dist.barrier()
+        dist.destroy_process_group()
+        return
     world = dist.get_world_size()
     mesh = init_device_mesh('cpu', (world, ))
     cases = []
@@ -283,4 +334,4 @@ def main(out_path):
 
 
 if __name__ == '__main__':
-    main(sys.argv[1])
+    main(*sys.argv[1:])

@@ -38,6 +38,31 @@ def results(request, tmp_path_factory):
         return json.load(f)
 
 
+@pytest.fixture(scope='module')
+def hsdp_results(tmp_path_factory):
+    """The worker's HSDP case on 4 processes (a 2 x 2 mesh)."""
+    out = tmp_path_factory.mktemp('hsdp') / 'results.json'
+    env = dict(os.environ, OMP_NUM_THREADS='1', CUDA_VISIBLE_DEVICES='')
+    cmd = [sys.executable, '-m', 'torch.distributed.run',
+           '--nproc_per_node=4', f'--master_port={free_port()}', WORKER,
+           str(out), 'hsdp']
+    proc = subprocess.run(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-5000:]
+    with open(out) as f:
+        return json.load(f)['hsdp']
+
+
+@pytest.mark.slow
+def test_hsdp_reduces_over_the_shard_dimension_only(hsdp_results):
+    case = hsdp_results
+    assert case['max_rel_diff'] <= TOLERANCE, case
+    assert case['steps_projected'] >= 5, case
+    assert case['all_reduces_per_step'] == [1], case
+    # groups of the 2 shards, never all 4 processes (no cross-replica call)
+    assert case['group_sizes'] == [2], case
+
+
 @pytest.mark.slow
 def test_every_kernel_equals_whole_tensors(results):
     assert len(results['cases']) == 31

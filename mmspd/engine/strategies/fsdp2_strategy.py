@@ -137,9 +137,10 @@ class FSDP2Strategy(DDPStrategy):
     """Fully sharded data parallel training with FSDP2 for ``FlexibleRunner``.
 
     Every process holds one shard (dim 0) of each parameter, of its
-    gradient and of its optimizer state; parameters are DTensors on a 1-D
-    device mesh over all processes. Gradients are averaged over processes
-    (as DDP), so a run equals a DDP run with the same global batch.
+    gradient and of its optimizer state; parameters are DTensors on a
+    device mesh: 1-D over all processes by default, or 2-D for HSDP
+    (``mesh``). Gradients are averaged over processes (as DDP), so a run
+    equals a DDP run with the same global batch.
 
     Args:
         shard_modules (str | type | list): module types (class names as in
@@ -157,6 +158,13 @@ class FSDP2Strategy(DDPStrategy):
             own dtype (float32). Default: no mixed precision.
         activation_checkpointing (str | type | list): module types whose
             activations are recomputed in backward. Default: none.
+        mesh (dict, optional): ``dict(replicate=R, shard=S)`` for hybrid
+            sharding (HSDP): the processes form an R x S mesh, each
+            parameter is sharded over the S processes of its row and
+            replicated over the R rows (e.g. S = the GPUs of one node, R =
+            the nodes, so all-gathers stay within a node). R x S must equal
+            the number of processes. AdamSPD reduces its sums over the
+            shard dimension only. Default: all processes shard (R = 1).
         reshard_after_forward (bool): free each unit's gathered parameters
             after its forward (gather again in backward; less memory, more
             communication). Default True.
@@ -179,7 +187,9 @@ class FSDP2Strategy(DDPStrategy):
                  activation_checkpointing=None,
                  reshard_after_forward: bool = True,
                  state_dict_type: str = 'sharded',
+                 mesh: Optional[dict] = None,
                  **kwargs):
+        self.mesh_shape = self._mesh_shape(mesh)
         self.shard_modules = _type_names(shard_modules, 'shard_modules')
         self.activation_checkpointing = _type_names(
             activation_checkpointing, 'activation_checkpointing')
@@ -196,6 +206,36 @@ class FSDP2Strategy(DDPStrategy):
             raise ValueError(f'FSDP2Strategy wraps the model itself (no '
                              f'model_wrapper), got {kwargs["model_wrapper"]}')
         super().__init__(**kwargs)
+
+    @staticmethod
+    def _mesh_shape(cfg: Optional[dict]) -> Optional[tuple]:
+        """``(replicate, shard)`` from the ``mesh`` option (``None``: 1-D)."""
+        if cfg is None:
+            return None
+        if not isinstance(cfg, dict) or set(cfg) != {'replicate', 'shard'}:
+            raise ValueError(f'mesh={cfg!r}: expected dict(replicate=R, '
+                             f'shard=S) with two positive ints')
+        shape = (cfg['replicate'], cfg['shard'])
+        for name, value in zip(('replicate', 'shard'), shape):
+            if not isinstance(value, int) or isinstance(value, bool) or \
+                    value < 1:
+                raise ValueError(f'mesh.{name}={value!r}: expected a '
+                                 f'positive int')
+        return shape
+
+    def _device_mesh(self, device: torch.device):
+        """The mesh the model is sharded on (checked against the number of
+        processes)."""
+        world = dist.get_world_size()
+        if self.mesh_shape is None:
+            return init_device_mesh(device.type, (world, ))
+        replicate, shard = self.mesh_shape
+        if replicate * shard != world:
+            raise ValueError(
+                f'mesh=dict(replicate={replicate}, shard={shard}) needs '
+                f'{replicate * shard} processes; this run has {world}')
+        return init_device_mesh(device.type, (replicate, shard),
+                                mesh_dim_names=('replicate', 'shard'))
 
     @staticmethod
     def _mixed_precision_policy(cfg: Optional[dict]) -> MixedPrecisionPolicy:
@@ -245,7 +285,7 @@ class FSDP2Strategy(DDPStrategy):
         else:
             model = self.convert_model(model)
         model = model.to(device)
-        mesh = init_device_mesh(device.type, (dist.get_world_size(), ))
+        mesh = self._device_mesh(device)
         self.device_mesh = mesh
         if self.activation_checkpointing:
             apply_activation_checkpointing(
@@ -262,8 +302,8 @@ class FSDP2Strategy(DDPStrategy):
         self.logger.info(
             f'FSDP2: {len(units)} {"/".join(self.shard_modules) or ""} '
             f'units + the model sharded over {dist.get_world_size()} '
-            f'processes ({device.type}), mixed precision '
-            f'{self.mp_policy}, activation checkpointing on '
+            f'processes ({device.type}, mesh {tuple(mesh.shape)}), mixed '
+            f'precision {self.mp_policy}, activation checkpointing on '
             f'{self.activation_checkpointing or "nothing"}')
         return model
 

@@ -146,6 +146,18 @@ def test_fsdp2_equals_ddp_with_the_same_global_batch(runs):
     for key in logs[0]:
         assert logs[0][key] == pytest.approx(logs[1][key], rel=1e-3,
                                              abs=1e-4), key
+    # the logged gradient norm (clip_grad) is the global one under FSDP2
+    norms = [_grad_norms(runs / f'{kind}.log') for kind in ('ddp', 'fsdp2')]
+    assert len(norms[0]) == MAX_ITERS
+    # (the log prints 4 decimals: one unit of the last one apart at most)
+    assert norms[1] == pytest.approx(norms[0], rel=0, abs=1.01e-4)
+
+
+def _grad_norms(log_path) -> list:
+    """Every ``grad_norm: value`` of a training log, in order."""
+    with open(log_path) as f:
+        return [float(v) for v in re.findall(r'grad_norm: ([0-9.e+-]+)',
+                                             f.read())]
 
 
 def _spd_scalars(log_path) -> dict:
