@@ -251,6 +251,12 @@ class FSDP2Strategy(DDPStrategy):
         for key in known[:3]:
             if key in cfg:
                 cfg[key] = _dtype(cfg[key], key)
+        if cfg.get('param_dtype') == torch.float16:
+            raise ValueError(
+                "mixed_precision.param_dtype='float16' is refused: float16 "
+                'gradients need a loss scaler, which FSDP2Strategy does not '
+                "run (small gradients would underflow to 0 silently); use "
+                "param_dtype='bfloat16' (with reduce_dtype='float32')")
         return MixedPrecisionPolicy(**cfg)
 
     # -- processes and model --------------------------------------------

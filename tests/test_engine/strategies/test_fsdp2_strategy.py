@@ -258,6 +258,11 @@ def _strategy(tmp_path, **kwargs):
     (dict(shard_modules=[3]), TypeError, 'module type names'),
     (dict(model_wrapper=dict(type='MMDistributedDataParallel')), ValueError,
      'no model_wrapper'),
+    # float16 compute without a loss scaler underflows gradients silently
+    (dict(mixed_precision=dict(param_dtype='float16')), ValueError,
+     "param_dtype='float16'"),
+    (dict(mixed_precision=dict(param_dtype=torch.float16)), ValueError,
+     'bfloat16'),
 ])
 def test_bad_strategy_arguments_are_clear_errors(tmp_path, kwargs, error,
                                                   match):
