@@ -19,6 +19,7 @@ Use it with ``runner_type = 'FlexibleRunner'``::
 and launch as any config (``tools/dist_train.sh CONFIG N``; on machines
 without a GPU the processes run on the CPU with gloo).
 """
+import contextlib
 import copy
 import functools
 import os.path as osp
@@ -116,6 +117,24 @@ def apply_activation_checkpointing(modules: Iterable[nn.Module]) -> None:
     for module in modules:
         module.forward = functools.partial(_checkpointed_forward,
                                            module.forward)
+
+
+def _syncing_optim_context(wrapper: OptimWrapper) -> Callable:
+    """``wrapper.optim_context`` for FSDP2 models under gradient
+    accumulation: FSDP2 reads whether to reduce-scatter at the backward,
+    which mmengine runs after the context (in ``update_params``), so the
+    model's gradient sync is switched on or off for the whole iteration
+    instead (off on accumulation steps, on at the step that updates)."""
+    original = wrapper.optim_context
+
+    @contextlib.contextmanager
+    def optim_context(model: nn.Module):
+        if hasattr(model, 'set_requires_gradient_sync'):
+            model.set_requires_gradient_sync(wrapper.should_sync())
+        with original(model):
+            yield
+
+    return optim_context
 
 
 def _find_dtensors(value, prefix: str = '') -> List[str]:
@@ -331,6 +350,8 @@ class FSDP2Strategy(DDPStrategy):
         if not isinstance(built, OptimWrapper):
             raise TypeError(f'FSDP2Strategy supports one OptimWrapper, got '
                             f'{type(built).__name__}')
+        # accumulative_counts > 1: one gradient reduce-scatter per step
+        built.optim_context = _syncing_optim_context(built)
         return built
 
     # -- checkpoints ------------------------------------------------------
