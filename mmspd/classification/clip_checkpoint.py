@@ -15,6 +15,8 @@ CLIP's final projection (``visual.proj``, 768 -> 512) belongs to the
 image-text head and is dropped: the classifier's new head reads the 768-d
 class token after ``ln_post`` (mmpretrain's final norm ``ln1``).
 """
+import os
+import os.path as osp
 import re
 from collections import OrderedDict
 from typing import Dict, Tuple
@@ -43,6 +45,22 @@ _LAYER_NAMES = {
 CLIP_LAYER_NORM_EPS = 1e-5
 #: ``visual.*`` keys that are not image-encoder weights of the classifier.
 DROPPED = ('proj', )
+
+
+def fetch_clip_file(src: str) -> str:
+    """A local path for ``src``: an existing file, or an http(s) URL
+    downloaded once to torch's hub cache (``<hub dir>/checkpoints``).
+    ``FileNotFoundError`` naming a missing local file."""
+    if not src.startswith(('http://', 'https://')):
+        if not osp.isfile(src):
+            raise FileNotFoundError(f'CLIP file {src!r} does not exist')
+        return src
+    folder = osp.join(torch.hub.get_dir(), 'checkpoints')
+    os.makedirs(folder, exist_ok=True)
+    path = osp.join(folder, osp.basename(src))
+    if not osp.isfile(path):
+        torch.hub.download_url_to_file(src, path)
+    return path
 
 
 def load_clip_state_dict(path: str) -> Dict[str, Tensor]:

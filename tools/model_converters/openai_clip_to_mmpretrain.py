@@ -19,6 +19,7 @@ import torch
 from mmspd.classification.clip_checkpoint import (OPENAI_VIT_B16_URL,
                                                   check_loadable,
                                                   convert_visual,
+                                                  fetch_clip_file,
                                                   load_clip_state_dict)
 
 
@@ -31,18 +32,8 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
-def fetch(src: str) -> str:
-    """A local path for ``src`` (a URL is downloaded once)."""
-    if not src.startswith(('http://', 'https://')):
-        if not osp.isfile(src):
-            raise FileNotFoundError(f'CLIP file {src!r} does not exist')
-        return src
-    folder = osp.join(torch.hub.get_dir(), 'checkpoints')
-    os.makedirs(folder, exist_ok=True)
-    path = osp.join(folder, osp.basename(src))
-    if not osp.isfile(path):
-        torch.hub.download_url_to_file(src, path)
-    return path
+#: a local path for a path or URL (kept under this name for callers)
+fetch = fetch_clip_file
 
 
 def main(argv=None) -> dict:
