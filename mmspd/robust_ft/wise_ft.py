@@ -19,7 +19,10 @@ often beat both ends out of distribution at little ID cost. Here:
   head, not a zero-shot model); with ``zero_shot_head=FILE`` (e.g. a
   CLIP text-embedding classifier saved with the model's head keys) they
   are interpolated between that head and the fine-tuned one, as in the
-  WiSE-FT paper.
+  WiSE-FT paper. A config whose head has a pretrained value (the
+  ``*_zeroshot-head.py`` configs load CLIP's zero-shot classifier through
+  the head's ``init_cfg``) needs no file: the head is interpolated from
+  that value, so ``alpha = 0`` is the zero-shot model.
 * ``torch.lerp`` makes both ends exact: ``alpha = 1`` is bit for bit the
   fine-tuned checkpoint, so its numbers are those of ``tools/test.py``.
 
@@ -213,10 +216,21 @@ def run_wise_ft(cfg: Config, checkpoint: str,
     keys = set(pretrained.keys)
     start = pretrained.state
     if zero_shot_head is not None:
+        if not new_keys:
+            raise ValueError(
+                f'--zero-shot-head {zero_shot_head!r} would be ignored: the '
+                f'config already loads every tensor, head included, from '
+                f'its pretrained sources ({"; ".join(pretrained.sources)}), '
+                f'e.g. a *_zeroshot-head.py config; drop the option or use '
+                f'the config without the zero-shot head')
         start = _zero_shot_start(zero_shot_head, start, new_keys)
         keys |= new_keys
-    head = ('zero-shot head ' + zero_shot_head if zero_shot_head
-            else 'fine-tuned head at every alpha')
+    if zero_shot_head:
+        head = 'zero-shot head ' + zero_shot_head
+    elif new_keys:
+        head = 'fine-tuned head at every alpha'
+    else:  # e.g. a zero-shot-head config: its head has a pretrained value
+        head = 'head interpolated from the config\'s pretrained head'
     print_log(f'WiSE-FT of {checkpoint}: {len(keys)} tensors interpolated '
               f'(pretrained: {"; ".join(pretrained.sources)}), '
               f'{len(new_keys)} new tensors: {head}', logger='current')

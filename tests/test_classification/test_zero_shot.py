@@ -200,3 +200,13 @@ def test_bad_inputs_name_the_value(clip_files, tmp_path):
     with pytest.raises(ValueError, match=r"num_classes=5, in_channels=64"):
         from mmspd.classification.zero_shot import check_head_shape
         check_head_shape(zero_shot_head(state, NAMES, 'vanilla'), 5, 64)
+
+
+def test_wise_ft_refuses_a_second_zero_shot_head(clip_files, tmp_path):
+    from mmspd.robust_ft.wise_ft import run_wise_ft
+    _, _, _, head, model_file, backbone = clip_files
+    cfg = _config('domainnet_spd_zeroshot-head', backbone, head)
+    with pytest.raises(ValueError, match=r"--zero-shot-head '.*head\.pth' "
+                       r'would be ignored'):
+        run_wise_ft(cfg, model_file, [0.0], str(tmp_path),
+                    zero_shot_head=head)
