@@ -115,6 +115,21 @@ def _named_state(model: nn.Module, optimizer) -> dict:
     return state
 
 
+def sharded_model_shapes(path: str) -> Dict[str, torch.Size]:
+    """The model tensors a sharded checkpoint directory holds, with their
+    whole shapes, read from DCP's index (no tensor is read). Raises
+    ``ValueError`` naming the directory when it has no readable index."""
+    try:
+        metadata = dcp.FileSystemReader(path).read_metadata()
+    except Exception as error:  # a missing or foreign .metadata
+        raise ValueError(f'{path!r} is not a readable sharded checkpoint '
+                         f'({type(error).__name__}: {error})') from error
+    prefix = 'model.'
+    return {key[len(prefix):]: getattr(entry, 'size', None)
+            for key, entry in metadata.state_dict_metadata.items()
+            if key.startswith(prefix)}
+
+
 def save_sharded_checkpoint(path: str, model: nn.Module,
                             optimizer: Optional[torch.optim.Optimizer] = None,
                             extra: Optional[dict] = None) -> None:

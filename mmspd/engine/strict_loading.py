@@ -54,6 +54,8 @@ from mmengine.registry import HOOKS
 from mmengine.runner.checkpoint import CheckpointLoader
 from torch import Tensor, nn
 
+from .sharded_checkpoint import sharded_model_shapes
+
 #: The settings of ``strict_loading`` and their defaults.
 DEFAULT_SETTINGS = dict(
     pretrained=True, load_from=True,
@@ -128,6 +130,28 @@ def compare_states(model_state: Dict[str, Tensor],
         elif not torch.equal(tensor.cpu(), stored.to(tensor.dtype)):
             report['value'].append(key)
     report['unexpected'] = [k for k in file_state if k not in model_state
+                            and not _matches(k, unexpected_ok)]
+    return report
+
+
+def compare_shapes(model_state: Dict[str, Tensor],
+                   file_shapes: Dict[str, Sequence[int]],
+                   missing_ok: Iterable[str] = (),
+                   unexpected_ok: Iterable[str] = ()
+                   ) -> Dict[str, List[str]]:
+    """:func:`compare_states` on keys and whole shapes only (``'value'``
+    stays empty), for checkpoints whose index gives the shapes."""
+    missing_ok, unexpected_ok = list(missing_ok), list(unexpected_ok)
+    report = dict(missing=[], unexpected=[], shape=[], value=[])
+    for key, tensor in model_state.items():
+        if key not in file_shapes:
+            if not _matches(key, missing_ok):
+                report['missing'].append(key)
+        elif file_shapes[key] is not None and \
+                tuple(tensor.shape) != tuple(file_shapes[key]):
+            report['shape'].append(f'{key} (model {tuple(tensor.shape)} vs '
+                                   f'file {tuple(file_shapes[key])})')
+    report['unexpected'] = [k for k in file_shapes if k not in model_state
                             and not _matches(k, unexpected_ok)]
     return report
 
@@ -227,14 +251,22 @@ def check_checkpoint_loaded(model: nn.Module, checkpoint: str,
     """Check that ``model`` holds exactly the tensors of ``checkpoint``
     (a ``load_from`` / resume / test checkpoint, loaded into it).
 
+    A sharded checkpoint directory (FSDP2Strategy) is checked on its
+    index: the same keys and whole shapes (its values are loaded in place
+    by DCP, shard by shard, and not read a second time here).
+
     Raises :class:`LoadMismatchError` as :func:`check_pretrained_loaded`;
     returns the number of tensors checked.
     """
     if is_model_wrapper(model):
         model = model.module
     model_state = model.state_dict()
-    report = compare_states(model_state, read_state_dict(checkpoint),
-                            missing_ok, unexpected_ok)
+    if osp.isdir(checkpoint):
+        report = compare_shapes(model_state, sharded_model_shapes(checkpoint),
+                                missing_ok, unexpected_ok)
+    else:
+        report = compare_states(model_state, read_state_dict(checkpoint),
+                                missing_ok, unexpected_ok)
     _raise_if_mismatched(report, f'Checkpoint {checkpoint!r}', 'load_from')
     return len(model_state)
 
@@ -286,8 +318,8 @@ class StrictLoadingHook(Hook):
     the Runner). ``before_test``: :func:`check_checkpoint_loaded` on
     ``load_from`` when set. Settings come from the config's
     ``strict_loading`` (see the module docstring); an automatic resume whose
-    file the Runner picks itself, and a checkpoint folder (a sharded
-    checkpoint), are only logged.
+    file the Runner picks itself is only logged. A sharded checkpoint
+    directory is checked on its index (keys and shapes).
     """
 
     priority = 'VERY_HIGH'
@@ -296,14 +328,13 @@ class StrictLoadingHook(Hook):
         load_from = getattr(runner, '_load_from', None)
         if not load_from:
             return False
-        if osp.isdir(load_from):
-            print_log(f'StrictLoadingHook: {load_from!r} is a checkpoint '
-                      f'folder (sharded), not checked', logger='current')
-        elif settings['load_from']:
+        if settings['load_from']:
             count = check_checkpoint_loaded(
                 runner.model, load_from, settings['load_from_missing_ok'],
                 settings['load_from_unexpected_ok'])
-            print_log(f'StrictLoadingHook: the model holds exactly the '
+            what = ('keys and shapes of the' if osp.isdir(load_from)
+                    else 'exactly the')
+            print_log(f'StrictLoadingHook: the model holds {what} '
                       f'{count} tensors of {load_from!r}', logger='current')
         return True
 

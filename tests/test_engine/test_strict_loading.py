@@ -180,3 +180,39 @@ def test_check_checkpoint_loaded_on_a_bare_module(tmp_path):
     torch.save({'state_dict': {'module.' + k: v for k, v in
                                model.state_dict().items()}}, path)
     assert check_checkpoint_loaded(model, path) == len(model.state_dict())
+
+
+# ------------------------------------------- sharded checkpoint directories
+class _Net(torch.nn.Module):
+    def __init__(self, extra: bool = False, width: int = 3):
+        super().__init__()
+        self.body = torch.nn.Linear(4, width)
+        if extra:
+            self.new = torch.nn.Linear(width, 2)
+
+
+def _sharded_dir(tmp_path, model) -> str:
+    from mmspd.engine.sharded_checkpoint import save_sharded_checkpoint
+    path = str(tmp_path / 'iter_1.pth')
+    save_sharded_checkpoint(path, model)  # one process: no process group
+    return path
+
+
+def test_a_sharded_directory_is_checked_like_a_file(tmp_path):
+    from mmspd.engine.strict_loading import (LoadMismatchError,
+                                             check_checkpoint_loaded)
+    path = _sharded_dir(tmp_path, _Net())
+    assert check_checkpoint_loaded(_Net(), path) == 2
+    with pytest.raises(LoadMismatchError) as error:
+        check_checkpoint_loaded(_Net(extra=True), path)
+    assert 'missing from the checkpoint: new.weight, new.bias' in str(
+        error.value)
+    assert check_checkpoint_loaded(_Net(extra=True), path,
+                                   missing_ok=['new.*']) == 4
+    with pytest.raises(LoadMismatchError, match=r'body.weight \(model '
+                       r'\(5, 4\) vs file \(3, 4\)\)'):
+        check_checkpoint_loaded(_Net(width=5), path)
+    bigger = _sharded_dir(tmp_path / 'big', _Net(extra=True))
+    with pytest.raises(LoadMismatchError,
+                       match='in the checkpoint but not in the model'):
+        check_checkpoint_loaded(_Net(), bigger)

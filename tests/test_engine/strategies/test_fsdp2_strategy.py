@@ -93,12 +93,11 @@ def runs(tmp_path_factory):
     _wait(_start('ddp', 2, root / 'ddp', data_root, init),
           _start('fsdp2', 2, root / 'fsdp2', data_root, init))
     checkpoint = str(root / 'fsdp2' / 'iter_3.pth')
-    # StrictLoadingHook reads checkpoint files only, not sharded directories
-    no_file_check = 'strict_loading.load_from=False'
+    # no opt-out: StrictLoadingHook checks the sharded directories too
     _wait(_start('fsdp2', 2, root / 'resumed2', data_root, init,
-                 checkpoint, no_file_check),
+                 checkpoint),
           _start('fsdp2', 3, root / 'resumed3', data_root, init,
-                 checkpoint, no_file_check))
+                 checkpoint))
     return root
 
 
@@ -369,9 +368,7 @@ def test_test_tool_evaluates_a_sharded_checkpoint(runs, tmp_path):
         ['bash', osp.join('tools', 'dist_test.sh'),
          osp.join(CONFIGS, 'tiny_vit_fsdp2.py'),
          str(runs / 'fsdp2' / f'iter_{MAX_ITERS}.pth'), '2', '--work-dir',
-         str(tmp_path / 'sharded'), '--cfg-options', data,
-         # StrictLoadingHook reads checkpoint files only
-         'strict_loading.load_from=False'],
+         str(tmp_path / 'sharded'), '--cfg-options', data],
         cwd=REPO, env=_env(PORT=str(free_port())), stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT, text=True, timeout=300)
     assert sharded.returncode == 0, sharded.stdout
@@ -384,3 +381,5 @@ def test_test_tool_evaluates_a_sharded_checkpoint(runs, tmp_path):
         stderr=subprocess.STDOUT, text=True, timeout=300)
     assert single.returncode == 0, single.stdout
     assert _top1(sharded.stdout) == _top1(single.stdout)
+    # the directory was checked (keys and shapes), with no opt-out
+    assert 'the model holds keys and shapes of the' in sharded.stdout
