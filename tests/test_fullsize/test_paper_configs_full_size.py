@@ -61,8 +61,13 @@ def _loaders(options, batch_size):
     return options
 
 
+#: The random OpenAI-layout CLIP file that :func:`_clip_checkpoint` writes
+#: (text tower included) next to its converted image encoder.
+OPENAI_CLIP_FILE = 'ViT-B-16.pt'
+
+
 def _clip_checkpoint(folder) -> str:
-    src = osp.join(str(folder), 'ViT-B-16.pt')
+    src = osp.join(str(folder), OPENAI_CLIP_FILE)
     torch.save(random_openai_clip_state_dict(seed=3), src)
     dst = osp.join(str(folder), 'clip-vit-base-p16_openai.pth')
     load_tool('model_converters/openai_clip_to_mmpretrain.py').main(
