@@ -64,6 +64,12 @@ def check_hyperparameters(group: Dict[str, Any], where: str) -> None:
     if not (_is_real(decay) and math.isfinite(decay) and decay >= 0):
         raise ValueError(f'Invalid weight_decay={decay!r} in {where}: '
                          f'expected a finite number >= 0')
+    decoupled = group['decoupled_decay']
+    if not (_is_real(decoupled) and math.isfinite(decoupled)
+            and decoupled >= 0):
+        raise ValueError(f'Invalid decoupled_decay={decoupled!r} in {where}:'
+                         f' expected a finite number >= 0 (AdamW\'s weight '
+                         f'decay; 0 turns it off)')
     anchor = group['anchor']
     if anchor not in ANCHOR_MODES:
         raise ValueError(f'Invalid anchor={anchor!r} in {where}: expected '

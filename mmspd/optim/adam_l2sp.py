@@ -26,6 +26,8 @@ class AdamL2SP(AnchoredAdam):
     ``a`` is the parameter's anchor, with the same anchor modes, state-dict
     behaviour and checks as :class:`~mmspd.optim.AdamSPD`; with
     ``anchor='zero'`` this is Adam with classic (coupled) L2 regularisation.
+    A group's ``decoupled_decay`` (default 0) adds AdamW's decoupled decay,
+    ``p <- p * (1 - lr * decoupled_decay)`` before the update.
     The parameter's ``.grad`` is left untouched.
 
     Args: as :class:`~mmspd.optim.anchored_adam.AnchoredAdam`, with

@@ -37,8 +37,11 @@ class AdamSPD(AnchoredAdam):
         p = q
 
     Norms and the dot product run over the whole tensor. ``weight_decay`` is
-    lambda; there is no other weight decay. With ``lambda = 1`` a selected
-    tensor's distance to its anchor cannot grow; ``lambda = 0`` is Adam.
+    lambda; the only other decay is AdamW's decoupled one, off unless a
+    group sets ``decoupled_decay`` (applied to ``p`` before all of the
+    above; see :mod:`mmspd.optim.anchored_adam`). With ``lambda = 1`` a
+    selected tensor's distance to its anchor cannot grow; ``lambda = 0`` is
+    Adam.
 
     The condition and the ratio are computed and applied as tensors: a step
     never reads a tensor's value on the host (no device synchronisation).

@@ -18,6 +18,17 @@ Anchor modes (the ``anchor`` key of every parameter group):
 ``'zero'``
     The anchor is 0 and nothing is stored: for PEFT modules (LoRA, adapters)
     and new layers whose pretrained value is zero or meaningless.
+
+Decoupled weight decay (the ``decoupled_decay`` option of every group,
+default 0: off): before the group's Adam / SPD / L2-SP update, every
+parameter it steps is shrunk toward zero as ``torch.optim.AdamW`` does,
+``p <- p * (1 - lr * decoupled_decay)``. It is for modules without a
+pretrained value (a detector's neck and heads) that a recipe trains with
+AdamW's decay while the backbone is pulled toward its anchors: with SPD's
+lambda 0 (or L2-SP's coefficient 0), ``anchor='zero'`` and
+``decoupled_decay=w`` a group is stepped exactly as ``AdamW(weight_decay=w)``
+steps it. With a non-zero lambda as well, the pull toward the anchor acts
+on the decayed parameter.
 """
 import warnings
 from typing import Any, Callable, Dict, Iterable, List, Optional
@@ -26,6 +37,7 @@ import torch
 from torch import Tensor
 from torch.optim import Optimizer
 
+from ._adam_math import kernel_lr
 from ._dispatch import select_kernel
 from ._dtensor import (SHARDING_ADVICE, ShardedSums, check_dtensor_step,
                        flat_sharding_refusal, is_dtensor, local_tensor)
@@ -42,6 +54,25 @@ def anchor_of(p: Tensor, group: Dict[str, Any]) -> Tensor:
     dtype = p.dtype if dtype is None else resolve_dtype(dtype)
     return p.detach().to(dtype=dtype, copy=True,
                          memory_format=torch.preserve_format)
+
+
+def _decay_decoupled(group: Dict[str, Any], lists: StepLists,
+                     kernel: str) -> None:
+    """AdamW's ``p <- p * (1 - lr * decoupled_decay)`` on the tensors that
+    ``kernel`` is about to step (local shards of DTensors: the product is
+    elementwise). A tensor ``lr`` stays on the device where ``kernel``
+    reads it there (:func:`~mmspd.optim._adam_math.kernel_lr`)."""
+    decay = group['decoupled_decay']
+    if decay == 0:
+        return
+    lr = kernel_lr(group['lr'], kernel, lists.steps)
+    if not isinstance(lr, Tensor):
+        torch._foreach_mul_(lists.params, 1 - lr * decay)
+        return
+    factor = 1 - lr.detach() * decay  # in lr's dtype, as torch's AdamW
+    for (device, _), bucket in lists.by_device_and_dtype().items():
+        torch._foreach_mul_(bucket.params,
+                            factor.to(device=device, non_blocking=True))
 
 
 class GroupTensors:
@@ -80,6 +111,11 @@ class AnchoredAdam(Optimizer):
             rounding the anchor to 8 bits of mantissa (docs/anchors.md). It
             must be one the parameter's dtype contains (a wider one is an
             error at the first step: it would cost memory for nothing).
+        decoupled_decay: AdamW's decoupled weight decay (>= 0, default 0:
+            none): ``p <- p * (1 - lr * decoupled_decay)`` before the
+            update, toward zero whatever the anchor (see the module
+            docstring). Usually set per group, for modules that have no
+            pretrained value.
         foreach: ``False`` selects the per-tensor reference loop.
         fused: ``None`` (default) uses mmspd's compiled kernel for CPU
             tensors it serves and the multi-tensor ``torch._foreach_*``
@@ -114,11 +150,13 @@ class AnchoredAdam(Optimizer):
                  foreach: Optional[bool] = None,
                  fused: Optional[bool] = None,
                  capturable: bool = False,
-                 anchor_dtype=None) -> None:
+                 anchor_dtype=None,
+                 decoupled_decay: float = 0.0) -> None:
         defaults = dict(lr=lr, betas=betas, eps=eps,
                         weight_decay=weight_decay, amsgrad=amsgrad,
                         anchor=anchor, foreach=foreach, fused=fused,
-                        capturable=capturable, anchor_dtype=anchor_dtype)
+                        capturable=capturable, anchor_dtype=anchor_dtype,
+                        decoupled_decay=decoupled_decay)
         check_hyperparameters(defaults, f'{type(self).__name__} arguments')
         super().__init__(params, defaults)
 
@@ -159,6 +197,7 @@ class AnchoredAdam(Optimizer):
             group.setdefault('fused', None)
             group.setdefault('capturable', False)
             group.setdefault('anchor_dtype', None)
+            group.setdefault('decoupled_decay', 0.0)
 
     # ----------------------------------------------------------------- anchors
     @torch.no_grad()
@@ -389,6 +428,8 @@ class AnchoredAdam(Optimizer):
             tensors = self._gather(group)
             # a sharded group takes part even with nothing to step here:
             # its rows are in every process's all-reduce
+            if tensors.lists.params:
+                _decay_decoupled(group, tensors.lists, kernel)
             if tensors.lists.params or tensors.shards is not None:
                 self._update_group(group, tensors, kernel)
         self._finish_step()
