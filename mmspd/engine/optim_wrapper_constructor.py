@@ -69,15 +69,21 @@ def merge_param_groups(groups: List[dict],
 
 
 def format_group_table(optimizer) -> str:
-    """One line per parameter group: count, numel, lr, lambda, anchor."""
+    """One line per parameter group: count, numel, lr, lambda, anchor, and
+    ``decoupled_decay`` when a group sets one (AdamSPD / AdamL2SP)."""
+    groups = optimizer.param_groups
+    decoupled = any(g.get('decoupled_decay') for g in groups)
     header = ('group', 'tensors', 'numel', 'lr', 'weight_decay', 'anchor')
-    rows = [header]
-    for i, group in enumerate(optimizer.param_groups):
-        rows.append((str(i), str(len(group['params'])),
-                     str(sum(p.numel() for p in group['params'])),
-                     f'{group["lr"]:.4g}',
-                     f'{group.get("weight_decay", 0):.4g}',
-                     str(group.get('anchor', '-'))))
+    rows = [header + (('decoupled_decay', ) if decoupled else ())]
+    for i, group in enumerate(groups):
+        row = (str(i), str(len(group['params'])),
+               str(sum(p.numel() for p in group['params'])),
+               f'{group["lr"]:.4g}',
+               f'{group.get("weight_decay", 0):.4g}',
+               str(group.get('anchor', '-')))
+        if decoupled:
+            row += (f'{group.get("decoupled_decay", 0):.4g}', )
+        rows.append(row)
     return format_columns(rows)
 
 
