@@ -63,14 +63,43 @@ TASKS = {
 #: What ``weight_decay`` means, per optimizer type.
 STRENGTH_NAMES = {'AdamSPD': 'SPD Lambda', 'AdamL2SP': 'L2-SP Strength'}
 
-#: OpenMMLab's names of metrics, from the keys the evaluators log.
+#: OpenMMLab's names of metrics, from the keys the evaluators log
+#: (mmdet's CocoMetric: ``coco/bbox_*`` and ``coco/segm_*``, named as in
+#: mmdet's own metafiles).
 METRIC_NAMES = {
     'accuracy/top1': 'Top 1 Accuracy',
     'accuracy/top5': 'Top 5 Accuracy',
+    'coco/bbox_mAP': 'box AP',
+    'coco/bbox_mAP_50': 'box AP@0.5',
+    'coco/bbox_mAP_75': 'box AP@0.75',
+    'coco/bbox_mAP_s': 'box AP (small)',
+    'coco/bbox_mAP_m': 'box AP (medium)',
+    'coco/bbox_mAP_l': 'box AP (large)',
+    'coco/segm_mAP': 'mask AP',
+    'coco/segm_mAP_50': 'mask AP@0.5',
+    'coco/segm_mAP_75': 'mask AP@0.75',
+    'coco/segm_mAP_s': 'mask AP (small)',
+    'coco/segm_mAP_m': 'mask AP (medium)',
+    'coco/segm_mAP_l': 'mask AP (large)',
 }
+
+#: Metrics logged as fractions (CocoMetric's 0..1) that metafiles give in
+#: percent, as mmdet's do (box AP 43.7): key prefixes.
+FRACTION_METRICS = ('coco/bbox_mAP', 'coco/segm_mAP')
+
+#: The task of a metric when it is not the model's: a detector's mask AP
+#: is an Instance Segmentation result (key prefix: task).
+METRIC_TASKS = {'coco/segm_': 'Instance Segmentation'}
 
 #: Row of the OOD mean in ``robustness.json`` (RobustTestLoop's name).
 OOD_AVERAGE = 'ood_avg'
+
+#: Rows of a corruption sweep's summary in ``robustness.json`` that the
+#: metafile lists (Michaelis et al. 2019): mean performance under
+#: corruption, and relative to the clean value (already in %); P is the ID
+#: set's value, listed as that set.
+SWEEP_SUMMARY = ('mPC', 'rPC')
+PERCENT_ROWS = ('rPC', )
 
 
 @dataclass
@@ -189,18 +218,22 @@ def results_entries(data: dict, dataset: str, task: str,
     """The ``Results`` list: one entry per set (ID, each OOD set, the OOD
     average), each with every metric of that set."""
     sets = [data['id']] + list(data['ood'])
-    if any(k.startswith(f'{OOD_AVERAGE}/') for k in data['metrics']):
-        sets.append(OOD_AVERAGE)
+    for summary in (OOD_AVERAGE, ) + SWEEP_SUMMARY:
+        if summary not in sets and any(
+                k.startswith(f'{summary}/') for k in data['metrics']):
+            sets.append(summary)
     entries = []
     for name in sets:
-        metrics = {
-            METRIC_NAMES.get(key.split('/', 1)[1], key.split('/', 1)[1]):
-            round(float(value), 2)
-            for key, value in data['metrics'].items()
-            if key.split('/', 1)[0] == name
-        }
-        if not metrics:
-            continue
+        by_task: Dict[str, Dict[str, float]] = {}
+        for key, value in data['metrics'].items():
+            set_name, metric = key.split('/', 1)
+            if set_name != name:
+                continue
+            metric_task = next((t for prefix, t in METRIC_TASKS.items()
+                                if metric.startswith(prefix)), task)
+            by_task.setdefault(metric_task, {})[
+                METRIC_NAMES.get(metric, metric)] = metric_value(
+                    metric, value, percent=name in PERCENT_ROWS)
         if name in set_names:
             dataset_name = set_names[name]
         elif name == data['id']:
@@ -209,9 +242,20 @@ def results_entries(data: dict, dataset: str, task: str,
             dataset_name = f'{dataset} (OOD average)'
         else:
             dataset_name = f'{dataset} ({name})'
-        entries.append(dict(Task=task, Dataset=dataset_name,
-                            Metrics=metrics))
+        for metric_task, metrics in by_task.items():
+            entries.append(dict(Task=metric_task, Dataset=dataset_name,
+                                Metrics=metrics))
     return entries
+
+
+def metric_value(metric: str, value, percent: bool = False) -> float:
+    """A metric as the metafile gives it: rounded to 2 decimals, in
+    percent for the fractions of :data:`FRACTION_METRICS` (unless the
+    value is in percent already: ``percent``, e.g. rPC)."""
+    value = float(value)
+    if metric.startswith(FRACTION_METRICS) and not percent:
+        value *= 100
+    return round(value, 2)
 
 
 def _parameters(weights: str) -> Optional[int]:
