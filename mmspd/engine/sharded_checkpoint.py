@@ -293,16 +293,26 @@ def full_to_named_optimizer_state(state: dict, model: nn.Module,
 def load_full_state(model: nn.Module, model_state: dict,
                     optimizer: Optional[torch.optim.Optimizer] = None,
                     optimizer_state: Optional[dict] = None,
-                    strict: bool = True) -> None:
-    """Load full (unsharded) state dicts, as every rank holds them, into a
-    sharded model and optimizer (each rank keeps its own shards).
-    ``optimizer_state`` is in ``Optimizer.state_dict`` format."""
-    options = StateDictOptions(full_state_dict=True, strict=strict)
+                    strict: bool = True,
+                    broadcast_from_rank0: bool = False) -> None:
+    """Load full (unsharded) state dicts into a sharded model and optimizer
+    (each rank keeps its own shards). ``optimizer_state`` is in
+    ``Optimizer.state_dict`` format.
+
+    ``broadcast_from_rank0=False``: every rank holds the full state dicts.
+    ``True``: only rank 0's values are read; the other ranks pass
+    placeholders (e.g. the state dicts with meta tensors), ``None`` where
+    rank 0 passes ``None``, and rank 0 sends every tensor in turn, each rank
+    keeping its shard (the numbers of every rank holding them)."""
+    options = StateDictOptions(full_state_dict=True, strict=strict,
+                               broadcast_from_rank0=broadcast_from_rank0)
+    sender = not broadcast_from_rank0 or _rank() == 0
     if optimizer is not None and optimizer_state is not None:
-        named = full_to_named_optimizer_state(optimizer_state, model,
-                                              optimizer)
+        named = full_to_named_optimizer_state(
+            optimizer_state, model, optimizer) if sender else {}
         set_optimizer_state_dict(model, optimizer, named, options=options)
-    set_model_state_dict(model, model_state, options=options)
+    set_model_state_dict(model, model_state if sender else {},
+                         options=options)
 
 
 def consolidate_sharded_checkpoint(path: str,

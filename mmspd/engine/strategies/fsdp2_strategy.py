@@ -196,7 +196,9 @@ class FSDP2Strategy(DDPStrategy):
         **kwargs: ``DDPStrategy``'s / ``BaseStrategy``'s arguments.
 
     Checkpoints of both kinds (and ordinary DDP / one-process checkpoint
-    files) can be resumed from and loaded with ``load_from``.
+    files) can be resumed from and loaded with ``load_from``. A checkpoint
+    file is read by rank 0 alone, which sends the model and optimizer
+    tensors to the others one at a time (:func:`read_file_on_rank0`).
     """
 
     def __init__(self,
@@ -423,13 +425,13 @@ class FSDP2Strategy(DDPStrategy):
 
     def _read_checkpoint(self, filename: str, callback):
         """``(checkpoint, sharded)``: the meta of a sharded directory, or
-        the whole content of a checkpoint file, after ``callback``."""
+        the content of a checkpoint file as :func:`read_file_on_rank0`
+        gives it, after ``callback``."""
         if osp.isdir(filename):
             checkpoint = sc.read_sharded_meta(filename)
             sharded = True
         else:
-            from mmengine.runner.checkpoint import _load_checkpoint
-            checkpoint = _load_checkpoint(filename, map_location='cpu')
+            checkpoint = read_file_on_rank0(filename)
             sharded = False
         if callback is not None:
             callback(checkpoint)
@@ -453,7 +455,8 @@ class FSDP2Strategy(DDPStrategy):
         else:
             state = checkpoint.pop('state_dict', checkpoint)
             state = _revise_keys(state, revise_keys)
-            sc.load_full_state(self.model, state, strict=strict)
+            sc.load_full_state(self.model, state, strict=strict,
+                               broadcast_from_rank0=True)
         return checkpoint
 
     def resume(self,
@@ -484,8 +487,8 @@ class FSDP2Strategy(DDPStrategy):
                 raise ValueError(f'{filename!r} holds no optimizer state; '
                                  f'resume needs one (or use load_from)')
             sc.load_full_state(self.model, checkpoint.pop('state_dict'),
-                               optimizer,
-                               checkpoint.pop('optimizer', None))
+                               optimizer, checkpoint.pop('optimizer', None),
+                               broadcast_from_rank0=True)
         if resume_param_scheduler and hasattr(self, 'param_schedulers'):
             self.load_scheduler_state_dict(checkpoint.pop('param_schedulers'))
 
@@ -515,6 +518,65 @@ class FSDP2Strategy(DDPStrategy):
         return get_model_state_dict(
             self.model,
             options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+
+
+#: entries of a checkpoint file whose tensors only rank 0 reads (their
+#: values reach the other ranks through ``set_*_state_dict``'s broadcast)
+BROADCAST_ENTRIES = ('state_dict', 'optimizer')
+
+
+def _as_meta(value):
+    """``value`` with every tensor of one or more dims replaced by a meta
+    tensor of its shape and dtype (nested dicts, lists and tuples)."""
+    if isinstance(value, torch.Tensor):
+        return value if value.dim() == 0 else torch.empty_like(
+            value, device='meta')
+    if isinstance(value, dict):
+        return type(value)((k, _as_meta(v)) for k, v in value.items())
+    if isinstance(value, (list, tuple)):
+        return type(value)(_as_meta(v) for v in value)
+    return value
+
+
+def _placeholder(checkpoint):
+    """What the ranks other than 0 receive of a checkpoint file: the
+    entries in :data:`BROADCAST_ENTRIES` (and the tensors of a bare state
+    dict) as meta tensors, everything else whole."""
+    if not isinstance(checkpoint, dict):
+        return checkpoint
+    return type(checkpoint)(
+        (k, _as_meta(v) if k in BROADCAST_ENTRIES or torch.is_tensor(v)
+         else v) for k, v in checkpoint.items())
+
+
+def read_file_on_rank0(filename: str):
+    """A checkpoint file read by rank 0 alone (collective).
+
+    Rank 0 loads it (mmengine's ``_load_checkpoint``, on the CPU) and
+    keeps it whole; the other ranks receive, in one object broadcast, the
+    file's entries with the tensors of ``state_dict`` and ``optimizer`` (or
+    of a bare state dict) as meta tensors of the same shapes and dtypes
+    (0-d tensors such as Adam's ``step`` whole), and every other entry
+    (``meta``, ``message_hub``, ``param_schedulers``, what hooks saved)
+    whole. The model and optimizer values then come from rank 0 through
+    :func:`~mmspd.engine.sharded_checkpoint.load_full_state`'s broadcast.
+    A file rank 0 cannot read raises the same error on every rank.
+    """
+    from mmengine.runner.checkpoint import _load_checkpoint
+    message = [None]
+    checkpoint = None
+    if dist.get_rank() == 0:
+        try:
+            checkpoint = _load_checkpoint(filename, map_location='cpu')
+            message = [('ok', _placeholder(checkpoint))]
+        except Exception as error:  # raised on every rank below
+            message = [('error', f'{type(error).__name__}: {error}')]
+    dist.broadcast_object_list(message, src=0)
+    kind, content = message[0]
+    if kind == 'error':
+        raise RuntimeError(f'Rank 0 cannot read the checkpoint '
+                           f'{filename!r}: {content}')
+    return checkpoint if dist.get_rank() == 0 else content
 
 
 def _revise_keys(state: dict, revise_keys: list) -> dict:
