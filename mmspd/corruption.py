@@ -38,6 +38,84 @@ CORRUPTIONS = (
 #: Severity levels (ImageNet-C's 1 = mildest to 5 = strongest).
 SEVERITIES = (1, 2, 3, 4, 5)
 
+#: The 15 ImageNet-C corruptions, those of the benchmark (mCE, mPC).
+BENCHMARK_CORRUPTIONS = CORRUPTIONS[:15]
+
+#: Named sets of corruptions: the choices of MMDetection's
+#: ``tools/analysis_tools/test_robustness.py --corruptions`` (Michaelis et
+#: al. 2019), with the same members in the same order. ``'holdout'`` is
+#: ImageNet-C's 4 extra ("validation") corruptions.
+CORRUPTION_SETS = {
+    'benchmark': BENCHMARK_CORRUPTIONS,
+    'all': CORRUPTIONS,
+    'noise': ('gaussian_noise', 'shot_noise', 'impulse_noise'),
+    'blur': ('defocus_blur', 'glass_blur', 'motion_blur', 'zoom_blur'),
+    'weather': ('snow', 'frost', 'fog', 'brightness'),
+    'digital': ('contrast', 'elastic_transform', 'pixelate',
+                'jpeg_compression'),
+    'holdout': ('speckle_noise', 'gaussian_blur', 'spatter', 'saturate'),
+}
+
+
+def resolve_corruptions(corruptions) -> tuple:
+    """The corruption names that ``corruptions`` stands for, in order.
+
+    Args:
+        corruptions: a set name of :data:`CORRUPTION_SETS` (``'benchmark'``,
+            ``'holdout'``, ...), one name of :data:`CORRUPTIONS`, or a
+            list/tuple of such names and set names (expanded in place).
+
+    Returns:
+        A non-empty tuple of names of :data:`CORRUPTIONS`, each once.
+
+    Raises:
+        ValueError naming an unknown name, a corruption given twice (also
+        through two sets) or an empty selection.
+    """
+    items = [corruptions] if isinstance(corruptions, str) else corruptions
+    if not isinstance(items, (list, tuple)) or not items:
+        raise ValueError(f'Invalid corruptions {corruptions!r}: expected a '
+                         f'set name ({", ".join(CORRUPTION_SETS)}) or a '
+                         f'non-empty list of corruption names')
+    names = []
+    for item in items:
+        if isinstance(item, str) and item in CORRUPTION_SETS:
+            names.extend(CORRUPTION_SETS[item])
+        elif isinstance(item, str) and item in CORRUPTIONS:
+            names.append(item)
+        else:
+            raise ValueError(
+                f'Unknown corruption or corruption set {item!r}: expected '
+                f'one of the sets {", ".join(CORRUPTION_SETS)} or one of '
+                f'{", ".join(CORRUPTIONS)}')
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise ValueError(f'Corruptions selected more than once in '
+                         f'{corruptions!r}: {twice}')
+    return tuple(names)
+
+
+def resolve_severities(severities) -> tuple:
+    """``severities`` (an int or a list/tuple of ints) as a tuple of
+    distinct ints of :data:`SEVERITIES`, in the given order; ``ValueError``
+    naming a value outside 1..5, a repeated one or an empty selection."""
+    items = [severities] if isinstance(severities, numbers.Integral) \
+        and not isinstance(severities, bool) else severities
+    if not isinstance(items, (list, tuple)) or not items:
+        raise ValueError(f'Invalid severities {severities!r}: expected an '
+                         f'int in 1..5 or a non-empty list of them')
+    for value in items:
+        if isinstance(value, bool) or not isinstance(
+                value, numbers.Integral) or value not in SEVERITIES:
+            raise ValueError(f'Invalid severity {value!r} in '
+                             f'{severities!r}: expected ints in 1..5')
+    values = [int(v) for v in items]
+    twice = sorted({v for v in values if values.count(v) > 1})
+    if twice:
+        raise ValueError(f'Severities given more than once in '
+                         f'{severities!r}: {twice}')
+    return tuple(values)
+
 #: Smallest height and width the corruptions support.
 MIN_SIZE = 32
 

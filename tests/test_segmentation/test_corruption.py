@@ -1,10 +1,17 @@
-"""mmspd.corruption: deterministic ImageNet-C corruptions of one image."""
+"""mmspd.corruption: deterministic ImageNet-C corruptions of one image,
+and the named corruption sets of the robustness benchmarks."""
+import ast
+import importlib.util
+import os.path as osp
+
 import imagecorruptions
 import numpy as np
 import pytest
 
-from mmspd.corruption import (CORRUPTIONS, MIN_SIZE, check_corruption,
-                              corrupt_image, seed_for)
+from mmspd.corruption import (BENCHMARK_CORRUPTIONS, CORRUPTION_SETS,
+                              CORRUPTIONS, MIN_SIZE, check_corruption,
+                              corrupt_image, resolve_corruptions,
+                              resolve_severities, seed_for)
 
 #: Corruptions that draw random numbers (the others are deterministic
 #: filters whatever the seed).
@@ -129,3 +136,86 @@ def test_check_corruption_accepts_every_name_and_severity():
             check_corruption(corruption, severity)
     with pytest.raises(ValueError, match="Unknown corruption None"):
         check_corruption(None, 3)
+
+
+def _mmdet_corruption_sets():
+    """The corruption lists of MMDetection's
+    ``tools/analysis_tools/test_robustness.py`` as installed with mmdet
+    (``mmdet/.mim/tools``), read from its source: ``{set name: [names]}``;
+    ``None`` when that file is not installed."""
+    spec = importlib.util.find_spec('mmdet')
+    if spec is None or not spec.origin:
+        return None
+    path = osp.join(osp.dirname(spec.origin), '.mim', 'tools',
+                    'analysis_tools', 'test_robustness.py')
+    if not osp.isfile(path):
+        return None
+    with open(path, encoding='utf-8') as f:
+        tree = ast.parse(f.read())
+    sets = {}
+    for node in ast.walk(tree):
+        # if '<set>' in args.corruptions: corruptions = [...]
+        if not (isinstance(node, ast.If) and isinstance(node.test,
+                                                        ast.Compare)):
+            continue
+        left = node.test.left
+        first = node.body[0]
+        if isinstance(left, ast.Constant) and isinstance(
+                first, ast.Assign) and isinstance(first.value, ast.List) \
+                and getattr(first.targets[0], 'id', None) == 'corruptions':
+            sets[left.value] = [e.value for e in first.value.elts]
+    return sets
+
+
+def test_the_sets_are_those_of_mmdetections_robustness_test():
+    upstream = _mmdet_corruption_sets()
+    if upstream is None:
+        pytest.skip('mmdet with its tools (mmdet/.mim/tools) is not '
+                    'installed')
+    upstream.pop('None', None)  # its "no corruption" switch
+    assert upstream == {k: list(v) for k, v in CORRUPTION_SETS.items()}
+
+
+def test_the_sets_are_those_of_the_corruption_package():
+    names = imagecorruptions.get_corruption_names
+    assert CORRUPTION_SETS['benchmark'] == tuple(names('common'))
+    assert CORRUPTION_SETS['holdout'] == tuple(names('validation'))
+    assert CORRUPTION_SETS['all'] == tuple(names('all'))
+    for group in ('noise', 'blur', 'weather', 'digital'):
+        assert CORRUPTION_SETS[group] == tuple(names(group)), group
+    assert BENCHMARK_CORRUPTIONS == CORRUPTIONS[:15]
+
+
+@pytest.mark.parametrize('selection, expected', [
+    ('holdout', ('speckle_noise', 'gaussian_blur', 'spatter', 'saturate')),
+    ('fog', ('fog', )),
+    (['fog', 'noise'], ('fog', 'gaussian_noise', 'shot_noise',
+                        'impulse_noise')),
+    (('snow', 'brightness'), ('snow', 'brightness')),
+])
+def test_resolve_corruptions_expands_set_names(selection, expected):
+    assert resolve_corruptions(selection) == expected
+    assert len(resolve_corruptions('all')) == 19
+
+
+@pytest.mark.parametrize('selection, message', [
+    ('benchmarks', "Unknown corruption or corruption set 'benchmarks'"),
+    (['fog', 3], 'set 3'),
+    (['weather', 'brightness'], r"more than once.*\['brightness'\]"),
+    ([], 'non-empty'),
+    (None, 'Invalid corruptions None'),
+])
+def test_resolve_corruptions_names_what_is_wrong(selection, message):
+    with pytest.raises(ValueError, match=message):
+        resolve_corruptions(selection)
+
+
+def test_resolve_severities():
+    assert resolve_severities(3) == (3, )
+    assert resolve_severities([5, 1]) == (5, 1)
+    for bad, message in ((0, 'severity 0'), ([1, 6], 'severity 6'),
+                         ([1.0], 'severity 1.0'), ([True], 'severity True'),
+                         ([2, 2], r'more than once.*\[2\]'),
+                         ((), 'non-empty')):
+        with pytest.raises(ValueError, match=message):
+            resolve_severities(bad)

@@ -25,12 +25,35 @@ One loop serves segmentation and classification configs::
 per set, the OOD average last); the metrics are returned and logged with the
 set's name as prefix (``fog/mIoU``, ``ood_avg/mIoU``) and written as JSON to
 ``<work_dir>/<timestamp>/robustness.json``.
+
+A corruption sweep adds one set per (corruption, severity) pair, named
+``'<corruption>-<severity>'``, and the robustness benchmark's summary::
+
+    test_cfg = dict(
+        type='RobustTestLoop',
+        corruption_sweep=dict(
+            corruptions='benchmark',          # or 'holdout', ['fog', ...]
+            severities=(1, 2, 3, 4, 5),
+            transform=dict(type='ImageCorruption'),
+            insert_after='LoadImageFromFile'))
+    # or pre-corrupted folders (ImageNet-C), merged into the ID dataset:
+    #   corruption_sweep=dict(dataset=dict(
+    #       _delete_=True, type='ImageNetC', data_root='data/imagenet-c',
+    #       corruption='{corruption}', severity='{severity}', pipeline=...))
+
+Its keys, for every numeric metric ``m`` of the evaluator (see
+:mod:`~mmspd.engine.runner.corruption_summary`): ``P/m`` (the ID value),
+``mPC/m`` (the mean over all sweep sets), ``rPC/m`` (100 * mPC / P, in %),
+``<corruption>-avg/m`` and, with top-1 accuracy, ImageNet-C's
+``mCE/accuracy/top1`` and ``relative_mCE/accuracy/top1``. ``ood_avg`` stays
+the mean over the ``ood_sets`` only; the sweep is summarised by mPC.
 """
 import copy
 import json
+import logging
 import numbers
 import os.path as osp
-from typing import Dict, List, Sequence
+from typing import Dict, List, Optional, Sequence
 
 from mmengine.dist import is_main_process
 from mmengine.logging import print_log
@@ -38,6 +61,10 @@ from mmengine.registry import LOOPS
 from mmengine.runner import TestLoop
 
 from ..text_table import format_columns
+from .corruption_summary import (expand_sweep, format_error_table,
+                                 format_summary_table, format_sweep_table,
+                                 imagenet_c_errors, reserved_names,
+                                 summary_metrics, sweep_summary)
 
 #: Row name of the mean over the OOD sets.
 OOD_AVERAGE = 'ood_avg'
@@ -122,12 +149,31 @@ class RobustTestLoop(TestLoop):
             ``evaluator`` (a config replacing the ID one).
         fp16: as :class:`mmengine.runner.TestLoop`.
         out_file: file name of the JSON results in the run's log dir.
+        corruption_sweep: ``None`` (default: no sweep) or a dict with any of
+            ``corruptions`` (a set name of
+            :data:`mmspd.corruption.CORRUPTION_SETS` or a list of names,
+            default ``'benchmark'``), ``severities`` (default 1..5),
+            ``transform`` (default ``dict(type='ImageCorruption')``; each
+            set gets a copy with its ``corruption`` and ``severity``,
+            inserted after ``insert_after``, default
+            ``'LoadImageFromFile'``) or, instead of ``transform``,
+            ``dataset`` (merged into the ID dataset config as an OOD set's
+            ``dataset``, ``_delete_`` included, after ``{corruption}`` and
+            ``{severity}`` in its strings are filled in). See
+            :func:`~mmspd.engine.runner.corruption_summary.expand_sweep`.
+            The sweep sets' dataloaders are built one at a time during the
+            run and released after their evaluation.
     """
 
     def __init__(self, runner, dataloader, evaluator, id_name: str = 'clean',
                  ood_sets: Sequence[dict] = (), fp16: bool = False,
-                 out_file: str = 'robustness.json') -> None:
-        if not isinstance(dataloader, dict) and ood_sets:
+                 out_file: str = 'robustness.json',
+                 corruption_sweep: Optional[dict] = None) -> None:
+        if corruption_sweep is not None:
+            sweep = expand_sweep(corruption_sweep)
+        else:
+            sweep = ((), (), [])
+        if not isinstance(dataloader, dict) and (ood_sets or sweep[2]):
             raise TypeError('RobustTestLoop derives the OOD dataloaders from '
                             'the test_dataloader config, so it needs a dict, '
                             f'got {type(dataloader).__name__}')
@@ -135,19 +181,34 @@ class RobustTestLoop(TestLoop):
         id_evaluator_cfg = copy.deepcopy(evaluator)
         super().__init__(runner, dataloader, evaluator, fp16)
         names = [id_name] + [spec.get('name') for spec in ood_sets]
+        reserved = reserved_names()
         for name in names:
             if not isinstance(name, str) or not name or '/' in name \
-                    or name == OOD_AVERAGE:
+                    or name == OOD_AVERAGE or name in reserved:
                 raise ValueError(f'Invalid set name {name!r}: expected a '
                                  f'non-empty string without "/", other '
-                                 f'than {OOD_AVERAGE!r}')
+                                 f'than {OOD_AVERAGE!r} and the corruption '
+                                 f'summary\'s rows (P, mPC, rPC, mCE, '
+                                 f'<corruption>-avg, ...)')
         duplicates = sorted({n for n in names if names.count(n) > 1})
         if duplicates:
             raise ValueError(f'Set names must be unique, got {duplicates} '
                              f'more than once')
+        clashes = [spec['name'] for spec in sweep[2] if spec['name'] in names]
+        if clashes:
+            raise ValueError(f'corruption_sweep set names {clashes} are also '
+                             f'names of the ID set or of ood_sets: rename '
+                             f'those')
         self.id_name = id_name
         self.out_file = out_file
         self.sets = [(id_name, self.dataloader, self.evaluator)]
+        #: The sweep's corruptions and severities (empty without a sweep).
+        self.sweep_corruptions, self.sweep_severities = sweep[:2]
+        #: ``(name, dataloader config, evaluator config)`` per sweep set,
+        #: corruption-major; built in :meth:`run`.
+        self.sweep_sets = [
+            (spec['name'], derive_dataloader(id_loader_cfg, spec),
+             copy.deepcopy(id_evaluator_cfg)) for spec in sweep[2]]
         for spec in ood_sets:
             unknown = set(spec) - {'name', 'dataset', 'transforms',
                                    'insert_after', 'evaluator'}
@@ -164,7 +225,24 @@ class RobustTestLoop(TestLoop):
 
     @property
     def set_names(self) -> List[str]:
+        """The ID set and the ``ood_sets``, in order (not the sweep)."""
         return [name for name, _, _ in self.sets]
+
+    @property
+    def sweep_names(self) -> List[str]:
+        """The sweep sets (``'fog-1'``, ...), corruption-major."""
+        return [name for name, _, _ in self.sweep_sets]
+
+    def _evaluate(self, name: str, loader, evaluator) -> Dict[str, float]:
+        self.dataloader, self.evaluator = loader, evaluator
+        self.test_loss.clear()
+        for idx, data_batch in enumerate(loader):
+            self.run_iter(idx, data_batch)
+        result = evaluator.evaluate(len(loader.dataset))
+        print_log(f'{name}: ' + ', '.join(
+            f'{k}={v:.4f}' for k, v in result.items()
+            if is_number(v)), logger='current')
+        return {f'{name}/{k}': v for k, v in result.items()}
 
     def run(self) -> dict:
         """Evaluate every set; return ``{'<set>/<metric>': value}``."""
@@ -173,24 +251,55 @@ class RobustTestLoop(TestLoop):
         self.runner.model.eval()
         metrics: Dict[str, float] = {}
         for name, loader, evaluator in self.sets:
-            self.dataloader, self.evaluator = loader, evaluator
-            self.test_loss.clear()
-            for idx, data_batch in enumerate(loader):
-                self.run_iter(idx, data_batch)
-            result = evaluator.evaluate(len(loader.dataset))
-            metrics.update({f'{name}/{k}': v for k, v in result.items()})
-            print_log(f'{name}: ' + ', '.join(
-                f'{k}={v:.4f}' for k, v in result.items()
-                if is_number(v)), logger='current')
+            metrics.update(self._evaluate(name, loader, evaluator))
+        for name, loader_cfg, evaluator_cfg in self.sweep_sets:
+            loader = self.runner.build_dataloader(copy.deepcopy(loader_cfg))
+            evaluator = self.runner.build_evaluator(
+                copy.deepcopy(evaluator_cfg))
+            if hasattr(loader.dataset, 'metainfo'):
+                evaluator.dataset_meta = loader.dataset.metainfo
+            metrics.update(self._evaluate(name, loader, evaluator))
+            del loader, evaluator  # its workers end before the next set's
         self.dataloader, self.evaluator = self.sets[0][1], self.sets[0][2]
         metrics.update(self._ood_average(metrics))
         names = self.set_names + ([OOD_AVERAGE] if len(self.sets) > 1 else [])
         print_log('Robustness (ID and OOD sets):\n' +
                   format_table(metrics, names), logger='current')
+        if self.sweep_sets:
+            metrics.update(self._sweep_summary(metrics))
         self._write_json(metrics)
         self.runner.call_hook('after_test_epoch', metrics=metrics)
         self.runner.call_hook('after_test')
         return metrics
+
+    def _sweep_summary(self, metrics: Dict[str, float]) -> Dict[str, float]:
+        """P/mPC/rPC, per-corruption means and, with top-1, mCE; printed."""
+        corruptions = self.sweep_corruptions
+        severities = self.sweep_severities
+        summary, notes = sweep_summary(metrics, self.id_name, corruptions,
+                                       severities)
+        errors, error_notes = imagenet_c_errors(metrics, self.id_name,
+                                                corruptions, severities)
+        summary.update(errors)
+        for note in notes + error_notes:
+            print_log(note, logger='current', level=logging.WARNING)
+        shown = {**metrics, **summary}
+        summarised = summary_metrics(metrics, self.id_name, self.sweep_names)
+        text = [f'Corruption sweep ({len(corruptions)} corruptions x '
+                f'{len(severities)} severities = {len(self.sweep_sets)} '
+                f'sets, clean set {self.id_name!r}):']
+        for metric in summarised:
+            text.append(format_sweep_table(shown, metric, corruptions,
+                                           severities))
+        text.append('Corruption robustness (P: clean, mPC: mean under '
+                    'corruption, rPC = mPC / P):\n' +
+                    format_summary_table(shown, summarised))
+        error_table = format_error_table(shown)
+        if error_table:
+            text.append('ImageNet-C corruption errors (top-1, normalised by '
+                        'AlexNet):\n' + error_table)
+        print_log('\n\n'.join(text), logger='current')
+        return summary
 
     def _ood_average(self, metrics: Dict[str, float]) -> Dict[str, float]:
         """Mean over the OOD sets of each numeric metric they all have."""
@@ -210,8 +319,13 @@ class RobustTestLoop(TestLoop):
             return
         path = osp.join(self.runner.log_dir, self.out_file)
         with open(path, 'w', encoding='utf-8') as f:
-            json.dump(dict(id=self.id_name, ood=self.set_names[1:],
+            results = dict(id=self.id_name, ood=self.set_names[1:],
                            metrics={k: float(v) for k, v in metrics.items()
-                                    if is_number(v)}),
-                      f, indent=2)
+                                    if is_number(v)})
+            if self.sweep_sets:
+                results['corruption_sweep'] = dict(
+                    corruptions=list(self.sweep_corruptions),
+                    severities=list(self.sweep_severities),
+                    sets=self.sweep_names)
+            json.dump(results, f, indent=2)
         print_log(f'Robustness results written to {path}', logger='current')
