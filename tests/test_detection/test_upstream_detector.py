@@ -16,6 +16,11 @@ from .coco_files import data_options, write_coco
 from .swin_files import write_microsoft_swin_t
 
 UPSTREAM = 'mmdet::swin/mask-rcnn_swin-t-p4-w7_fpn_1x_coco.py'
+#: what a user adds to an mmdet config that trains with AdamW
+TWO_LINES = """
+optim_wrapper = dict(constructor='SPDOptimWrapperConstructor',
+                     optimizer=dict(type='AdamSPD'))
+"""
 #: the training size here (the config's 1333x800 is the full-size test's)
 SMALL = (320, 192)
 
@@ -23,11 +28,19 @@ SMALL = (320, 192)
 @pytest.mark.slow
 def test_two_line_change_anchors_at_the_converted_pretrained_weights(
         tmp_path):
-    cfg = Config.fromfile(UPSTREAM)
-    assert cfg.optim_wrapper.optimizer.type == 'AdamW'
-    # the change a user makes:
-    cfg.optim_wrapper.constructor = 'SPDOptimWrapperConstructor'
-    cfg.optim_wrapper.optimizer.type = 'AdamSPD'
+    upstream = tmp_path / 'upstream.py'
+    upstream.write_text(f'_base_ = {UPSTREAM!r}\n')
+    # the user's config: the upstream one and the two-line change
+    user = tmp_path / 'mask-rcnn_swin-t_spd.py'
+    user.write_text(f'_base_ = {UPSTREAM!r}\n' + TWO_LINES)
+    before = Config.fromfile(str(upstream))
+    cfg = Config.fromfile(str(user))
+    assert before.optim_wrapper.optimizer.type == 'AdamW'
+    changed = before.optim_wrapper.to_dict()
+    changed['constructor'] = 'SPDOptimWrapperConstructor'
+    changed['optimizer']['type'] = 'AdamSPD'
+    assert cfg.optim_wrapper.to_dict() == changed  # and nothing else
+    assert cfg.optim_wrapper.paramwise_cfg.custom_keys  # upstream's kept
 
     path = str(tmp_path / 'swin_tiny_patch4_window7_224.pth')
     write_microsoft_swin_t(path, cfg.model.backbone)
