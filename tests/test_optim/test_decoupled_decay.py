@@ -157,3 +157,32 @@ def test_a_state_dict_saved_before_the_option_existed_loads_as_zero(cls):
                 lr=LR, weight_decay=0.8, decoupled_decay=DECAY)
     fresh.load_state_dict(old)
     assert fresh.param_groups[0]['decoupled_decay'] == 0.0
+
+
+@pytest.mark.slow
+def test_sharded_parameters_decay_as_whole_tensors(tmp_path):
+    """2 gloo processes: DTensor parameters (uneven shards) with the decay,
+    in a pulled group and in an AdamW-like group, on every CPU kernel."""
+    import json
+    import os
+    import os.path as osp
+    import subprocess
+    import sys
+
+    from tests.distributed import free_port
+    from tests.tool_modules import REPO
+    out = tmp_path / 'results.json'
+    env = dict(os.environ, OMP_NUM_THREADS='1', CUDA_VISIBLE_DEVICES='',
+               PYTHONPATH=REPO)
+    worker = osp.join(REPO, 'tests', 'test_optim', 'decoupled_decay_worker.py')
+    proc = subprocess.run(
+        [sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node=2',
+         f'--master_port={free_port()}', worker, str(out)],
+        cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-5000:]
+    records = json.loads(out.read_text())
+    assert len(records) == 8
+    for record in records:
+        assert record['max_rel_diff'] <= 1e-6, record
+        assert record['decay_effect'] > 1e-3, record
