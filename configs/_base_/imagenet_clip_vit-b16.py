@@ -47,6 +47,9 @@ test_evaluator = val_evaluator
 
 # One test run: ImageNet val (ID) and the four shifts; one table with
 # top-1/top-5 per set and their OOD average, also in robustness.json.
+# ImageNet-C (15 corruptions x 5 severities, mCE) in the same run:
+# configs/imagenet_spd_imagenet-c.py adds test_cfg.corruption_sweep (data in
+# data/imagenet-c/<corruption>/<severity>/<wnid>/).
 masked_accuracy = dict(type='MaskedAccuracy', topk=(1, 5))
 test_cfg = dict(
     type='RobustTestLoop',

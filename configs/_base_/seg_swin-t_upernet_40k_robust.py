@@ -64,6 +64,14 @@ auto_scale_lr = dict(enable=True, base_batch_size=16)
 # OOD sets: the clean val images under each corruption, corrupted right after
 # loading (labels untouched), seeded per image file name: the same images in
 # every run.
+# Severity sweep (off by default; docs/robustness_benchmark.md): every
+# corruption of a set at every severity, one test set each ('fog-1' ..
+# 'fog-5'), summarised as P (clean), mPC (mean over the sweep sets) and
+# rPC = mPC / P (Michaelis et al. 2019) next to the sets below, e.g.
+#   --cfg-options test_cfg.corruption_sweep.corruptions=benchmark
+# (15 corruptions x severities 1-5: 75 more evaluations of the val set);
+# smaller: corruptions=holdout, corruptions='[fog,brightness]',
+# test_cfg.corruption_sweep.severities='[1,3,5]'.
 corruptions = ['fog', 'defocus_blur', 'gaussian_noise', 'brightness']
 corruption_severity = 3
 test_cfg = dict(
