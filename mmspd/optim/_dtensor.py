@@ -8,7 +8,10 @@ adds them up over the shards with **one** all-reduce per step and device
 mesh (the partial sums of every group's tensors stacked in one float64
 buffer of the same layout on every process), never a gather of a
 parameter. Everything else AdamSPD and AdamL2SP
-compute is element-wise and needs no communication.
+compute is element-wise and needs no communication. The all-reduce runs
+where the sums are when the group's backend serves that device, else on the
+mesh's device (:func:`reduction_device`: CPU-offloaded shards on an NCCL-only
+group).
 
 Sharding schemes that hide tensor boundaries are refused
 (:func:`flat_sharding_refusal`): FSDP1's flat parameters (with either
@@ -16,7 +19,7 @@ Sharding schemes that hide tensor boundaries are refused
 tensors, or a slice of one, with no way to recover a whole tensor's sums.
 """
 from collections import OrderedDict
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, FrozenSet, List, Optional, Sequence, Tuple
 
 import torch
 import torch.distributed as dist
@@ -149,6 +152,48 @@ def _reduction(mesh, sharded_dims: Tuple[int, ...]
     return _mesh_group(mesh), False
 
 
+def backend_device_types(backend: str) -> Optional[FrozenSet[str]]:
+    """The device types a process group backend string serves, from
+    torch's own table (``torch.distributed.Backend.backend_capability``):
+    ``'nccl'`` -> ``{'cuda'}``, ``'gloo'`` -> ``{'cpu', 'cuda'}``, a
+    per-device string such as ``'cuda:nccl,cpu:gloo'`` -> the devices it
+    names. ``None`` for a backend torch does not list (a plug-in)."""
+    backend = str(backend).lower()
+    if ':' in backend:
+        return frozenset(part.split(':', 1)[0].strip()
+                         for part in backend.split(',') if part.strip())
+    capability = getattr(dist.Backend, 'backend_capability', {})
+    served = capability.get(backend)
+    return None if served is None else frozenset(served)
+
+
+def reduction_device(backend: str, sums_device: torch.device,
+                     mesh_device_type: str) -> torch.device:
+    """Where the all-reduce of sums computed on ``sums_device`` runs, for
+    a process group of ``backend`` over a mesh of ``mesh_device_type``.
+
+    The sums' own device when the backend serves it. Otherwise (the step
+    runs on CPU shards, FSDP2's ``CPUOffloadPolicy``, while the group is
+    NCCL only) the mesh's device: the ``[n, 3]`` float64 buffer is copied
+    there, reduced, and copied back (a few kB each way per step). A backend
+    torch does not list is taken to serve the mesh's device. Raises
+    ``RuntimeError`` when neither device is served.
+    """
+    served = backend_device_types(backend)
+    if served is None:  # a plug-in backend: it serves its mesh's device
+        served = frozenset([mesh_device_type])
+    if sums_device.type in served:
+        return sums_device
+    if mesh_device_type in served:
+        return torch.device(mesh_device_type)
+    raise RuntimeError(
+        f'AdamSPD: the per-tensor sums are on {sums_device.type} and the '
+        f'device mesh on {mesh_device_type}, but the process group\'s '
+        f'backend {backend!r} serves {sorted(served)} only; initialise the '
+        f'process group with a backend for both (e.g. '
+        f'\'{mesh_device_type}:nccl,cpu:gloo\')')
+
+
 class ShardedSums:
     """How one parameter group's per-tensor partial sums are added up over
     the shards.
@@ -212,6 +257,11 @@ class ShardedSums:
                 self.device = p.to_local().device
         self._groups = {key: group for key, (group, _) in
                         self._groups.items()}
+        #: per reduction: the device its all-reduce runs on
+        self._reduce_on = {
+            key: reduction_device(dist.get_backend(group), self.device,
+                                  key[0].device_type)
+            for key, group in self._groups.items()}
         # per mesh: (rows of the local sums, their rows in the mesh's block)
         self._rows: Dict[object, Tuple[List[int], List[int]]] = {}
         for mesh, (positions, _) in self._meshes.items():
@@ -292,7 +342,13 @@ def reduce_sharded_sums(items: Sequence[Tuple[ShardedSums, Tensor]]
                 buffer.narrow(0, offset, rows).index_copy_(
                     0, block, sums.index_select(0, local).double() * weights)
             offset += rows
-        dist.all_reduce(buffer, group=plan._groups[mesh])
+        reduce_on = plan._reduce_on[mesh]
+        if reduce_on == buffer.device:
+            dist.all_reduce(buffer, group=plan._groups[mesh])
+        else:  # CPU sums, accelerator-only backend (offload)
+            moved = buffer.to(reduce_on)
+            dist.all_reduce(moved, group=plan._groups[mesh])
+            buffer.copy_(moved)
         offset = 0
         for i in members:
             plan, _ = items[i]

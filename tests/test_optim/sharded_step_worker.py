@@ -12,7 +12,8 @@ which is what one process would compute. Rank 0 writes, per case, the
 largest difference of (a) from (b) relative to the size of the update, how
 often SPD projected, and the all-reduces per step. Also: a model sharded by
 ``fully_shard`` (FSDP2) on the global batch split over the processes against
-one unsharded model on the whole batch, and FSDP1 refusals.
+one unsharded model on the whole batch (also under CPUOffloadPolicy: the
+``offload`` argument), and FSDP1 refusals.
 """
 import json
 import sys
@@ -173,10 +174,14 @@ def mixed_kernel_case(mesh):
     return run_case(mesh, AdamSPD, kernel, 'init', False, groups=2)
 
 
-def fully_sharded_case(mesh, cls, kernel, world):
+def fully_sharded_case(mesh, cls, kernel, world, offload=False):
     """fully_shard(model) on the batch split over the ranks vs one model on
-    the whole batch; returns the largest relative weight difference."""
-    from torch.distributed.fsdp import fully_shard
+    the whole batch (with ``offload``: under CPUOffloadPolicy); returns the
+    largest relative weight difference."""
+    from torch.distributed.fsdp import (CPUOffloadPolicy, OffloadPolicy,
+                                        fully_shard)
+    policy = CPUOffloadPolicy(pin_memory=False) if offload else \
+        OffloadPolicy()
     torch.manual_seed(0)
     reference = torch.nn.Sequential(torch.nn.Linear(6, 9), torch.nn.GELU(),
                                     torch.nn.Linear(9, 3))
@@ -186,8 +191,8 @@ def fully_sharded_case(mesh, cls, kernel, world):
     start = {k: v.clone() for k, v in reference.state_dict().items()}
     for layer in model:
         if isinstance(layer, torch.nn.Linear):
-            fully_shard(layer, mesh=mesh)
-    fully_shard(model, mesh=mesh)
+            fully_shard(layer, mesh=mesh, offload_policy=policy)
+    fully_shard(model, mesh=mesh, offload_policy=policy)
     strength = 1.0 if cls is AdamSPD else 0.3
     opt_ref = cls(reference.parameters(), lr=2e-2, weight_decay=strength,
                   **KERNELS[kernel])
@@ -214,7 +219,9 @@ def fully_sharded_case(mesh, cls, kernel, world):
         update = float((p - s).abs().max())
         worst = max(worst, float((q - p).abs().max()) / max(update, 1e-12))
     return dict(optimizer=cls.__name__, kernel=kernel, max_rel_diff=worst,
-                steps_projected=fired)
+                steps_projected=fired,
+                shards_on=sorted({str(p.to_local().device)
+                                  for p in model.parameters()}))
 
 
 def fsdp1_refusals():
@@ -300,8 +307,15 @@ def hsdp_case():
 
 def main(out_path, only=None):
     dist.init_process_group('gloo')
-    if only == 'hsdp':
-        result = dict(hsdp=hsdp_case())
+    if only in ('hsdp', 'offload'):
+        if only == 'hsdp':
+            result = dict(hsdp=hsdp_case())
+        else:
+            mesh = init_device_mesh('cpu', (dist.get_world_size(), ))
+            result = dict(offload=[
+                fully_sharded_case(mesh, AdamSPD, kernel,
+                                   dist.get_world_size(), offload=True)
+                for kernel in ('default', 'foreach')])
         if dist.get_rank() == 0:
             with open(out_path, 'w') as f:
                 json.dump(result, f, indent=1)

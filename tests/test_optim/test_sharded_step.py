@@ -38,19 +38,37 @@ def results(request, tmp_path_factory):
         return json.load(f)
 
 
-@pytest.fixture(scope='module')
-def hsdp_results(tmp_path_factory):
-    """The worker's HSDP case on 4 processes (a 2 x 2 mesh)."""
-    out = tmp_path_factory.mktemp('hsdp') / 'results.json'
+def _worker_case(tmp_path_factory, nproc: int, case: str):
+    """The worker's ``case`` alone on ``nproc`` processes."""
+    out = tmp_path_factory.mktemp(case) / 'results.json'
     env = dict(os.environ, OMP_NUM_THREADS='1', CUDA_VISIBLE_DEVICES='')
     cmd = [sys.executable, '-m', 'torch.distributed.run',
-           '--nproc_per_node=4', f'--master_port={free_port()}', WORKER,
-           str(out), 'hsdp']
+           f'--nproc_per_node={nproc}', f'--master_port={free_port()}',
+           WORKER, str(out), case]
     proc = subprocess.run(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE,
                           stderr=subprocess.STDOUT, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-5000:]
     with open(out) as f:
-        return json.load(f)['hsdp']
+        return json.load(f)[case]
+
+
+@pytest.fixture(scope='module')
+def hsdp_results(tmp_path_factory):
+    """The worker's HSDP case on 4 processes (a 2 x 2 mesh)."""
+    return _worker_case(tmp_path_factory, 4, 'hsdp')
+
+
+@pytest.mark.slow
+def test_fully_shard_with_cpu_offload_equals_one_process(tmp_path_factory):
+    """A plain fully_shard(..., offload_policy=CPUOffloadPolicy()) model
+    (2 gloo processes) steps with AdamSPD like one process on the global
+    batch, within the tolerance of the model without offload."""
+    cases = _worker_case(tmp_path_factory, 2, 'offload')
+    assert [c['kernel'] for c in cases] == ['default', 'foreach']
+    for case in cases:
+        assert case['max_rel_diff'] <= 2 * TOLERANCE, case
+        assert case['steps_projected'] >= 3, case
+        assert case['shards_on'] == ['cpu'], case
 
 
 @pytest.mark.slow
@@ -244,3 +262,34 @@ def test_plain_gradient_of_a_sharded_parameter_is_an_error(
     p.grad = torch.ones(4, 2)
     with pytest.raises(RuntimeError, match='gradient of sharded parameter 0'):
         AdamSPD([p], lr=1e-2, weight_decay=1.0).step()
+
+
+# ------------------------------- where the sums are reduced (no group)
+@pytest.mark.parametrize('backend, sums, mesh, expected', [
+    ('gloo', 'cpu', 'cpu', 'cpu'),
+    ('nccl', 'cuda:1', 'cuda', 'cuda:1'),
+    # CPU-offloaded shards on an NCCL-only group: on the mesh's device
+    ('nccl', 'cpu', 'cuda', 'cuda'),
+    # a group with a CPU backend too (what FSDP2Strategy(offload=True) makes)
+    ('cuda:nccl,cpu:gloo', 'cpu', 'cuda', 'cpu'),
+    ('cpu:gloo,cuda:nccl', 'cuda:0', 'cuda', 'cuda:0'),
+    ('gloo', 'cpu', 'cuda', 'cpu'),
+    ('xccl', 'cpu', 'xpu', 'xpu'),
+    # a backend torch does not list serves its mesh's device
+    ('plugin', 'cpu', 'hpu', 'hpu'),
+    ('plugin', 'hpu:0', 'hpu', 'hpu:0'),
+])
+def test_sums_are_reduced_on_a_device_the_backend_serves(backend, sums, mesh,
+                                                          expected):
+    from mmspd.optim._dtensor import reduction_device
+    assert reduction_device(backend, torch.device(sums), mesh) == \
+        torch.device(expected)
+
+
+def test_a_backend_serving_neither_device_is_a_clear_error():
+    from mmspd.optim._dtensor import backend_device_types, reduction_device
+    assert backend_device_types('NCCL') == {'cuda'}
+    assert backend_device_types('cuda:nccl, cpu:gloo') == {'cuda', 'cpu'}
+    with pytest.raises(RuntimeError, match=r"backend 'cuda:nccl' serves "
+                       r"\['cuda'\] only"):
+        reduction_device('cuda:nccl', torch.device('cpu'), 'cpu')

@@ -40,11 +40,14 @@ from torch.distributed.checkpoint.state_dict import (StateDictOptions,
                                                      get_model_state_dict,
                                                      get_optimizer_state_dict)
 from torch.distributed.device_mesh import init_device_mesh
-from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
+from torch.distributed.fsdp import (CPUOffloadPolicy, MixedPrecisionPolicy,
+                                    OffloadPolicy, fully_shard)
 from torch.distributed.tensor import DTensor
 from torch.utils.checkpoint import checkpoint
 
 from mmengine._strategy import DDPStrategy
+
+from mmspd.optim._dtensor import backend_device_types
 
 from .. import sharded_checkpoint as sc
 from ..durable_files import TMP_SUFFIX, replace_durably
@@ -184,6 +187,17 @@ class FSDP2Strategy(DDPStrategy):
             the nodes, so all-gathers stay within a node). R x S must equal
             the number of processes. AdamSPD reduces its sums over the
             shard dimension only. Default: all processes shard (R = 1).
+        offload (bool): keep the sharded parameters, their gradients and
+            the optimizer state in CPU memory (torch's ``CPUOffloadPolicy``
+            on every unit): each unit's parameters are copied to the device
+            for its forward and backward, the gradients back, and the
+            optimizer steps on the CPU. The process group must serve CPU
+            tensors too (gradient clipping's norms and AdamSPD's sums are
+            reduced there): on GPUs the strategy initialises it with the
+            backend ``'cuda:nccl,cpu:gloo'``, and a group made beforehand
+            by another component with a backend for the GPU only (e.g.
+            ``'nccl'``) is refused. Pinned host memory is used when CUDA is
+            available. Default False.
         reshard_after_forward (bool): free each unit's gathered parameters
             after its forward (gather again in backward; less memory, more
             communication). Default True.
@@ -209,8 +223,12 @@ class FSDP2Strategy(DDPStrategy):
                  reshard_after_forward: bool = True,
                  state_dict_type: str = 'sharded',
                  mesh: Optional[dict] = None,
+                 offload: bool = False,
                  **kwargs):
         self.mesh_shape = self._mesh_shape(mesh)
+        if not isinstance(offload, bool):
+            raise TypeError(f'offload must be a bool, got {offload!r}')
+        self.offload = offload
         self.shard_modules = _type_names(shard_modules, 'shard_modules')
         self.activation_checkpointing = _type_names(
             activation_checkpointing, 'activation_checkpointing')
@@ -288,7 +306,9 @@ class FSDP2Strategy(DDPStrategy):
         if is_distributed():
             return
         if torch.cuda.is_available():
-            return super()._setup_distributed(launcher, backend, **kwargs)
+            return super()._setup_distributed(
+                launcher, process_group_backend(backend, self.offload),
+                **kwargs)
         from ..launch import init_cpu_process_group
         init_cpu_process_group(launcher)
 
@@ -318,21 +338,41 @@ class FSDP2Strategy(DDPStrategy):
             apply_activation_checkpointing(
                 _matching_modules(model, self.activation_checkpointing,
                                   'activation_checkpointing'))
+        offload_policy = self._offload_policy()
         units = _matching_modules(model, self.shard_modules, 'shard_modules')
         for unit in units:
             if unit is not model:
                 fully_shard(unit, mesh=mesh, mp_policy=self.mp_policy,
+                            offload_policy=offload_policy,
                             reshard_after_forward=self.reshard_after_forward)
         # the root's parameters are needed again right at the backward
         fully_shard(model, mesh=mesh, mp_policy=self.mp_policy,
+                    offload_policy=offload_policy,
                     reshard_after_forward=False)
         self.logger.info(
             f'FSDP2: {len(units)} {"/".join(self.shard_modules) or ""} '
             f'units + the model sharded over {dist.get_world_size()} '
             f'processes ({device.type}, mesh {tuple(mesh.shape)}), mixed '
             f'precision {self.mp_policy}, activation checkpointing on '
-            f'{self.activation_checkpointing or "nothing"}')
+            f'{self.activation_checkpointing or "nothing"}, '
+            f'{"CPU offload" if self.offload else "no offload"}')
         return model
+
+    def _offload_policy(self) -> OffloadPolicy:
+        """``CPUOffloadPolicy`` with ``offload``, else no offload; refuses
+        a process group that cannot reduce CPU tensors."""
+        if not self.offload:
+            return OffloadPolicy()
+        backend = dist.get_backend()
+        if 'cpu' not in (backend_device_types(backend) or ()):
+            raise ValueError(
+                f'FSDP2Strategy(offload=True) steps the optimizer on CPU '
+                f'shards, but the process group\'s backend {backend!r} '
+                f'does not serve CPU tensors (gradient norms and AdamSPD\'s '
+                f'sums are reduced there); initialise it with '
+                f'backend=\'cuda:nccl,cpu:gloo\' (as the strategy does when '
+                f'it starts the processes itself)')
+        return CPUOffloadPolicy(pin_memory=torch.cuda.is_available())
 
     def build_optim_wrapper(self, optim_wrapper, model=None):
         """As upstream; refuses ``AmpOptimWrapper`` (its loss scaler does
@@ -518,6 +558,17 @@ class FSDP2Strategy(DDPStrategy):
         return get_model_state_dict(
             self.model,
             options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+
+
+def process_group_backend(backend: str, offload: bool) -> str:
+    """The backend FSDP2Strategy starts GPU processes with: ``backend``,
+    or with ``offload`` and a backend that serves no CPU tensors (e.g.
+    ``'nccl'``) ``'cuda:<backend>,cpu:gloo'``: collectives on CUDA tensors
+    go through ``backend``, those on the offloaded CPU shards (gradient
+    norms, AdamSPD's sums) through gloo."""
+    if offload and 'cpu' not in (backend_device_types(backend) or ()):
+        return f'cuda:{backend},cpu:gloo'
+    return backend
 
 
 #: entries of a checkpoint file whose tensors only rank 0 reads (their
