@@ -10,6 +10,12 @@ of ``(image, corruption, severity, seed)``: it seeds every source of
 randomness from ``seed`` and restores numpy's global RNG state afterwards,
 so it neither depends on nor disturbs anyone else's random numbers.
 
+:data:`CORRUPTION_SETS` names groups of corruptions as MMDetection's
+robustness benchmark does (``'benchmark'``: the 15 ImageNet-C ones,
+``'holdout'``, ``'noise'``, ...); :func:`resolve_corruptions` and
+:func:`resolve_severities` check a selection of them (``RobustTestLoop``'s
+corruption sweep uses them).
+
 The task transforms (``mmspd.segmentation.ImageCorruption`` and the
 classification one) derive ``seed`` per image with :func:`seed_for`, e.g.
 from the image's file name, so an OOD set is the same set of images in every
@@ -115,6 +121,7 @@ def resolve_severities(severities) -> tuple:
         raise ValueError(f'Severities given more than once in '
                          f'{severities!r}: {twice}')
     return tuple(values)
+
 
 #: Smallest height and width the corruptions support.
 MIN_SIZE = 32

@@ -27,7 +27,7 @@ import numbers
 import string
 from typing import Dict, List, Sequence, Tuple
 
-from ...corruption import (BENCHMARK_CORRUPTIONS, SEVERITIES,
+from ...corruption import (BENCHMARK_CORRUPTIONS, CORRUPTIONS, SEVERITIES,
                            resolve_corruptions, resolve_severities)
 from ..text_table import format_columns
 
@@ -101,7 +101,6 @@ def corruption_error_names(corruption: str) -> Tuple[str, str]:
 
 def reserved_names() -> frozenset:
     """Row names the summary uses, so no test set may have them."""
-    from ...corruption import CORRUPTIONS
     names = {CLEAN, MEAN_PC, RELATIVE_PC, MEAN_CE, RELATIVE_MEAN_CE}
     for corruption in CORRUPTIONS:
         names.add(corruption_mean_name(corruption))
