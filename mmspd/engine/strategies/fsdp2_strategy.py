@@ -38,7 +38,8 @@ from mmengine.utils import get_git_hash
 from torch import nn
 from torch.distributed.checkpoint.state_dict import (StateDictOptions,
                                                      get_model_state_dict,
-                                                     get_optimizer_state_dict)
+                                                     get_optimizer_state_dict,
+                                                     set_model_state_dict)
 from torch.distributed.device_mesh import init_device_mesh
 from torch.distributed.fsdp import (CPUOffloadPolicy, MixedPrecisionPolicy,
                                     OffloadPolicy, fully_shard)
@@ -198,6 +199,24 @@ class FSDP2Strategy(DDPStrategy):
             by another component with a backend for the GPU only (e.g.
             ``'nccl'``) is refused. Pinned host memory is used when CUDA is
             available. Default False.
+        meta_init (bool): build the model without memory on every process
+            but rank 0: those build it on the meta device, rank 0 builds
+            and initialises it on the CPU as without sharding
+            (``init_weights``: the random initialisation and the
+            ``Pretrained`` ``init_cfg`` loads, read by rank 0 alone); after
+            ``fully_shard`` the others' shards are allocated on their device
+            and every tensor (buffers included) comes from rank 0, one at a
+            time. The values equal those of ``meta_init=False`` (mmengine
+            broadcasts rank 0's initial weights there too), and the other
+            ranks continue from rank 0's random state after the
+            initialisation, as they do after initialising themselves. Refused
+            (``ValueError``) with ``randomness.diff_rank_seed=True`` (the
+            other ranks' random streams would differ from an ordinary run's)
+            and with a ``Pretrained`` checkpoint given as a URL (mmengine's
+            download waits for every rank); a model that cannot be built on
+            the meta device (a constructor that reads a tensor's value) is
+            reported on every rank. Default False: every process builds and
+            initialises the whole model on the CPU.
         reshard_after_forward (bool): free each unit's gathered parameters
             after its forward (gather again in backward; less memory, more
             communication). Default True.
@@ -224,11 +243,16 @@ class FSDP2Strategy(DDPStrategy):
                  state_dict_type: str = 'sharded',
                  mesh: Optional[dict] = None,
                  offload: bool = False,
+                 meta_init: bool = False,
                  **kwargs):
         self.mesh_shape = self._mesh_shape(mesh)
         if not isinstance(offload, bool):
             raise TypeError(f'offload must be a bool, got {offload!r}')
         self.offload = offload
+        if not isinstance(meta_init, bool):
+            raise TypeError(f'meta_init must be a bool, got {meta_init!r}')
+        self.meta_init = meta_init
+        self._meta_built = False
         self.shard_modules = _type_names(shard_modules, 'shard_modules')
         self.activation_checkpointing = _type_names(
             activation_checkpointing, 'activation_checkpointing')
@@ -318,9 +342,75 @@ class FSDP2Strategy(DDPStrategy):
             return torch.device('cuda', torch.cuda.current_device())
         return torch.device(device)
 
+    def build_model(self, model):
+        """As upstream; with ``meta_init`` a config dict is built on the
+        meta device on every rank but 0 (collective: a build that fails on
+        any rank raises on all)."""
+        if not (self.meta_init and isinstance(model, dict)):
+            return super().build_model(model)
+        self._check_meta_init()
+        built, error = None, None
+        try:
+            if dist.get_rank() == 0:
+                built = super().build_model(model)
+            else:
+                with torch.device('meta'):
+                    built = super().build_model(model)
+        except Exception as exc:  # reported on every rank below
+            error = f'{type(exc).__name__}: {exc}'
+        _raise_if_any_rank_failed(
+            error, 'FSDP2Strategy(meta_init=True) cannot build the model '
+            '(ranks other than 0 build it on the meta device; set '
+            'meta_init=False for a model whose constructor needs real '
+            'tensors)')
+        self._meta_built = True
+        return built
+
+    def _check_meta_init(self) -> None:
+        if self._randomness.get('diff_rank_seed', False):
+            raise ValueError(
+                'FSDP2Strategy(meta_init=True) with randomness.'
+                'diff_rank_seed=True is refused: only rank 0 initialises '
+                'the model, so the other ranks\' random streams would not '
+                'be those of a run without meta_init; set one of them to '
+                'False')
+
+    def _init_model_weights(self, model: nn.Module) -> nn.Module:
+        """As upstream, or with ``meta_init``: ``init_weights`` on rank 0
+        only, then every rank continues from rank 0's random state (the
+        values reach the shards in :meth:`_wrap_model`)."""
+        if not self._meta_built:
+            return super()._init_model_weights(model)
+        urls = _pretrained_urls(model)
+        if urls:
+            raise ValueError(
+                f'FSDP2Strategy(meta_init=True) loads Pretrained init_cfg '
+                f'checkpoints on rank 0 alone, but {urls} are URLs '
+                f'(mmengine\'s download waits for every rank); download '
+                f'them and give the local paths, or set meta_init=False')
+        error = None
+        if dist.get_rank() == 0 and hasattr(model, 'init_weights') and \
+                self.dispatch_kwargs.get('init_weights_for_test_or_val',
+                                         True):
+            try:
+                model.init_weights()
+            except Exception as exc:  # reported on every rank below
+                error = f'{type(exc).__name__}: {exc}'
+        _raise_if_any_rank_failed(error, 'init_weights failed on rank 0')
+        states = [_random_states() if dist.get_rank() == 0 else None]
+        dist.broadcast_object_list(states, src=0)
+        _set_random_states(states[0])
+        return model
+
     def _wrap_model(self, model: nn.Module) -> nn.Module:
         """Activation checkpointing, then ``fully_shard`` on every module of
-        the ``shard_modules`` types (innermost first) and on the model."""
+        the ``shard_modules`` types (innermost first) and on the model.
+
+        The model is not moved to the device first: ``fully_shard`` moves
+        each unit's parameters when it shards them, so a device holds the
+        shards plus one unit's whole parameters at most, never the whole
+        model. With ``meta_init``, the shards of ranks other than 0 are
+        allocated here and rank 0's values sent into them."""
         if not dist.is_initialized():
             raise RuntimeError('FSDP2Strategy needs a distributed launch '
                                '(tools/dist_train.sh CONFIG N, or '
@@ -331,7 +421,10 @@ class FSDP2Strategy(DDPStrategy):
             model = revert_sync_batchnorm(model)  # SyncBN needs CUDA
         else:
             model = self.convert_model(model)
-        model = model.to(device)
+        source = None
+        if self._meta_built and dist.get_rank() == 0:
+            # rank 0's whole tensors, sent to every rank after sharding
+            source = dict(model.state_dict())
         mesh = self._device_mesh(device)
         self.device_mesh = mesh
         if self.activation_checkpointing:
@@ -349,6 +442,9 @@ class FSDP2Strategy(DDPStrategy):
         fully_shard(model, mesh=mesh, mp_policy=self.mp_policy,
                     offload_policy=offload_policy,
                     reshard_after_forward=False)
+        if self._meta_built:
+            self._fill_from_rank0(model, source, device)
+        _tell_data_preprocessors(model, device)
         self.logger.info(
             f'FSDP2: {len(units)} {"/".join(self.shard_modules) or ""} '
             f'units + the model sharded over {dist.get_world_size()} '
@@ -357,6 +453,34 @@ class FSDP2Strategy(DDPStrategy):
             f'{self.activation_checkpointing or "nothing"}, '
             f'{"CPU offload" if self.offload else "no offload"}')
         return model
+
+    def _fill_from_rank0(self, model: nn.Module, source: Optional[dict],
+                         device: torch.device) -> None:
+        """Allocate the meta shards and buffers of ranks other than 0 and
+        give every rank rank 0's values (``source``: its whole state dict),
+        tensor by tensor; buffers left out of the state dict (not
+        persistent) are broadcast too."""
+        if dist.get_rank() != 0:
+            # offloaded shards live on the CPU; buffers go where FSDP2
+            # would have moved them
+            model.to_empty(device='cpu' if self.offload else device)
+            for module in model.modules():
+                for name, buf in module.named_buffers(recurse=False):
+                    if buf.device != device:
+                        setattr(module, name, buf.to(device))
+        set_model_state_dict(
+            model, source if dist.get_rank() == 0 else {},
+            options=StateDictOptions(full_state_dict=True,
+                                     broadcast_from_rank0=True))
+        for module in model.modules():
+            for name in sorted(module._non_persistent_buffers_set):
+                buf = getattr(module, name, None)
+                if isinstance(buf, torch.Tensor):
+                    dist.broadcast(buf, src=0)
+        self.logger.info(
+            f'FSDP2 meta_init: ranks 1-{dist.get_world_size() - 1} built '
+            f'the model on the meta device; rank 0 initialised it and sent '
+            f'every tensor to their shards')
 
     def _offload_policy(self) -> OffloadPolicy:
         """``CPUOffloadPolicy`` with ``offload``, else no offload; refuses
@@ -569,6 +693,58 @@ def process_group_backend(backend: str, offload: bool) -> str:
     if offload and 'cpu' not in (backend_device_types(backend) or ()):
         return f'cuda:{backend},cpu:gloo'
     return backend
+
+
+def _raise_if_any_rank_failed(error: Optional[str], what: str) -> None:
+    """Collective: raise ``RuntimeError`` on every rank when ``error`` (a
+    message, ``None`` for success) is set on any, naming the ranks."""
+    errors = [None] * dist.get_world_size()
+    dist.all_gather_object(errors, error)
+    failed = {rank: e for rank, e in enumerate(errors) if e is not None}
+    if failed:
+        raise RuntimeError(f'{what}: {failed}')
+
+
+def _pretrained_urls(model: nn.Module) -> List[str]:
+    """The ``Pretrained`` ``init_cfg`` checkpoints of ``model``'s modules
+    that are URLs (``scheme://``)."""
+    urls = []
+    for module in model.modules():
+        cfgs = getattr(module, 'init_cfg', None) or []
+        for cfg in cfgs if isinstance(cfgs, (list, tuple)) else [cfgs]:
+            if isinstance(cfg, dict) and cfg.get('type') == 'Pretrained' \
+                    and '://' in str(cfg.get('checkpoint', '')):
+                urls.append(str(cfg['checkpoint']))
+    return sorted(set(urls))
+
+
+def _random_states() -> dict:
+    """The CPU random generators' states (torch, numpy, random)."""
+    import random
+
+    import numpy as np
+    return dict(torch=torch.get_rng_state(), numpy=np.random.get_state(),
+                random=random.getstate())
+
+
+def _set_random_states(states: dict) -> None:
+    import random
+
+    import numpy as np
+    torch.set_rng_state(states['torch'])
+    np.random.set_state(states['numpy'])
+    random.setstate(states['random'])
+
+
+def _tell_data_preprocessors(model: nn.Module, device: torch.device) -> None:
+    """mmengine's data preprocessors send batches to the device they were
+    last moved to with ``.to``; ``fully_shard`` moves the model's tensors
+    without calling it, so it is called here on the preprocessors (their
+    buffers are already there)."""
+    from mmengine.model import BaseDataPreprocessor
+    for module in model.modules():
+        if isinstance(module, BaseDataPreprocessor):
+            module.to(device)
 
 
 #: entries of a checkpoint file whose tensors only rank 0 reads (their
