@@ -229,6 +229,8 @@ def results_entries(data: dict, dataset: str, task: str,
             set_name, metric = key.split('/', 1)
             if set_name != name:
                 continue
+            if metric.startswith(FRACTION_METRICS) and float(value) < 0:
+                continue  # CocoMetric's -1: no object of that size
             metric_task = next((t for prefix, t in METRIC_TASKS.items()
                                 if metric.startswith(prefix)), task)
             by_task.setdefault(metric_task, {})[

@@ -104,3 +104,18 @@ def test_the_swin_t_file_loads_strictly_into_the_detector(tmp_path):
         if name.startswith(tuple(f'norm{i}.' for i in range(4))):
             continue  # new output norms: not in the classifier's file
         assert torch.equal(param.detach(), state[f'backbone.{name}']), name
+
+
+def test_the_test_sweep_is_the_benchmark_and_a_subset_is_one_option():
+    from mmspd.corruption import CORRUPTION_SETS
+    from mmspd.engine.runner.corruption_summary import expand_sweep
+    sweep = config('coco_spd').test_cfg.corruption_sweep
+    corruptions, severities, sets = expand_sweep(sweep)
+    assert corruptions == CORRUPTION_SETS['benchmark']
+    assert len(corruptions) == 15 and tuple(severities) == (1, 2, 3, 4, 5)
+    assert len(sets) == 75 and sets[0]['name'] == 'gaussian_noise-1'
+    assert sets[0]['transforms'] == [dict(
+        type='ImageCorruption', corruption='gaussian_noise', severity=1)]
+    assert sets[0]['insert_after'] == 'LoadImageFromFile'
+    holdout = expand_sweep(dict(sweep, corruptions='holdout'))
+    assert len(holdout[2]) == 20
