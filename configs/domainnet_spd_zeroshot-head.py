@@ -8,9 +8,11 @@
 # (W = exp(logit_scale) * T @ visual.proj^T on the ln_post class token the
 # backbone outputs; mmspd/classification/zero_shot.py). The head's init_cfg
 # loads it; StrictLoadingHook checks it like the backbone (exact keys,
-# shapes and values). Zero-shot row (no training):
-#   python tools/test.py configs/domainnet_spd_zeroshot-head.py \
-#     checkpoints/clip-vit-base-p16_openai_zeroshot-model_domainnet.pth
+# shapes and values). Zero-shot row (no training, no checkpoint: the CLIP
+# backbone and this head as their init_cfg loads them, tested on every set;
+# in work_dirs/<config>/zero_shot, marked as zero-shot for the report):
+#   python tools/test.py configs/domainnet_spd_zeroshot-head.py --zero-shot
+# (the --model-out file tested as a CHECKPOINT gives the same numbers)
 # WiSE-FT from this config interpolates the head too: alpha 0 is the
 # zero-shot model.
 # Head rule (decision): the head now has a pretrained value, so it is

@@ -10,6 +10,7 @@ COLOURS = ['#1f77b4', '#ff7f0e', '#2ca02c', '#d62728', '#9467bd',
 # distinct shapes and sizes: methods with equal numbers stay visible
 MARKERS = [('s', 13), ('^', 11), ('D', 7), ('v', 9), ('P', 9), ('X', 9),
            ('*', 12), ('h', 9)]
+ZERO_SHOT_MARKER = ('*', 16)
 
 
 def _pyplot():
@@ -53,13 +54,20 @@ def plot_report(report: dict, path: str, title: str = '') -> None:
     """ID vs OOD average of a report (:func:`mmspd.robust_ft.report.
     build_report`): every tested run (small, faint), each method's mean
     with +-std bars (large), and each method's mean WiSE-FT curve (line,
-    same colour, alphas marked)."""
+    same colour, alphas marked); the zero-shot row as a black star, where
+    the curves of zero-shot-head configs start."""
     plt = _pyplot()
     id_name, metric = report['id'], report['metric']
     fig, ax = plt.subplots(figsize=(8, 6))
-    for i, row in enumerate(report['methods']):
-        colour = '#7f7f7f' if row.get('reference') else COLOURS[i % 8]
-        marker, size = ('o', 9) if row.get('reference') else MARKERS[i % 8]
+    trained = [r for r in report['methods'] if r.get('zero_shot') is None]
+    for row in report['methods']:
+        if row.get('zero_shot') is not None:
+            colour, (marker, size) = 'black', ZERO_SHOT_MARKER
+        elif row.get('reference'):
+            colour, (marker, size) = '#7f7f7f', ('o', 9)
+        else:
+            i = trained.index(row)
+            colour, (marker, size) = COLOURS[i % 8], MARKERS[i % 8]
         xs = [r['id'] for r in row['runs']]
         ys = [r['ood'] for r in row['runs']]
         ax.scatter(xs, ys, color=colour, marker=marker, alpha=0.35,
@@ -76,9 +84,11 @@ def plot_report(report: dict, path: str, title: str = '') -> None:
         if curve:
             points = [dict(alpha=p['alpha'], id=p['id']['mean'],
                            ood=p['ood']['mean']) for p in curve['points']]
+            start = ' zero-shot' if curve.get('start') == 'zero-shot' \
+                else ''
             ax.plot([p['id'] for p in points], [p['ood'] for p in points],
                     '--', marker='.', color=colour, linewidth=1.2,
-                    label=f'{row["name"]} + WiSE-FT (α = 0 ... 1)')
+                    label=f'{row["name"]} + WiSE-FT (α = 0{start} ... 1)')
             _annotate_alphas(ax, points, colour)
     ax.set_xlabel(f'ID test {metric} ({id_name})', fontsize=11)
     ax.set_ylabel(f'OOD {metric}, mean of the shifts', fontsize=11)

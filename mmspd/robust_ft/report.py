@@ -11,6 +11,12 @@ from work dirs)::
          test={'real': 84.0, 'sketch': 50.1, ..., 'ood_avg': 47.3},
                                    # None: trained and validated only
          wise_ft=[dict(alpha=0.5, test={...}), ...] or None,
+         wise_ft_pretrained=None,  # or the pretrained sources when the
+                                   # curve's alpha 0 is exactly the
+                                   # config's pretrained model, head
+                                   # included (a zero-shot-head config)
+         zero_shot=None,           # a zero-shot run: its model's
+                                   # pretrained sources
          source='work_dirs/spd_1.0_s0')
 
 Selection: per method, the strength with the highest mean ID validation
@@ -22,6 +28,20 @@ tested (runs of the other strengths need no test results). WiSE-FT: the selected
 at the alphas every seed has; the table also gets one row per method at a
 fixed alpha (``wise_ft_alpha``, 0.5 by default, decided in advance as in
 the WiSE-FT paper: not selected on anything).
+
+Zero-shot: a method whose runs are all zero-shot runs (``zero_shot`` set;
+:mod:`mmspd.robust_ft.results` names them ``'zero-shot'``) is the
+zero-shot row: no strength, no training, shown first, compared with
+nothing; its runs must test one model (the same pretrained sources). A
+WiSE-FT curve whose ``alpha = 0`` end is the zero-shot model (its
+``wise_ft_pretrained`` equal to a zero-shot row's sources) starts at that
+row: when the sweep did not test ``alpha = 0`` itself, the zero-shot row's
+numbers are its ``alpha = 0`` point (the same weights, so the same
+numbers). Each curve says what its ``alpha = 0`` is (``start``:
+``'zero-shot'``, or ``'pretrained'``: the pretrained backbone under the
+fine-tuned or a given head) and which zero-shot row gave that point
+(``zero_shot_run``, else ``None``). Keys the runs do not use (other
+metrics, other summaries) are ignored.
 """
 import csv
 import io
@@ -87,8 +107,51 @@ def select_strength(runs: List[dict], order: Optional[Sequence] = None
     return dict(strength=best['value'], grid=grid)
 
 
-def _wise_ft_curve(runs: List[dict], id_name: str) -> Optional[dict]:
-    curves = [r.get('wise_ft') for r in runs]
+def _zero_shot_models(runs: List[dict]) -> Dict[tuple, dict]:
+    """``{pretrained sources: {'key', 'test': mean per set}}`` of each
+    zero-shot row; ``ValueError`` for a method that mixes zero-shot and
+    trained runs or tests several zero-shot models."""
+    models = {}
+    keys = dict.fromkeys(r['method'] for r in runs
+                         if r.get('zero_shot') is not None)
+    for key in keys:
+        members = [r for r in runs if r['method'] == key]
+        trained = [r['source'] for r in members
+                   if r.get('zero_shot') is None]
+        if trained:
+            raise ValueError(f'Method {key!r} has zero-shot runs and runs '
+                             f'of trained models {trained}: expected one '
+                             f'kind')
+        sources = sorted({tuple(r['zero_shot']) for r in members})
+        if len(sources) > 1:
+            raise ValueError(
+                f'The zero-shot runs of {key!r} test different pretrained '
+                f'models: {[list(s) for s in sources]}; report them '
+                f'separately (or give them different method keys)')
+        tests = [r['test'] for r in members]
+        models[sources[0]] = dict(key=key, test={
+            name: sum(t[name] for t in tests) / len(tests)
+            for name in tests[0]})
+    return models
+
+
+def _curve_from_zero_shot(run: dict, models: Dict[tuple, dict]
+                          ) -> Optional[List[dict]]:
+    """The run's WiSE-FT points, starting with the zero-shot row's numbers
+    as ``alpha = 0`` when that end is the zero-shot model and the sweep
+    did not test it."""
+    curve, start = run.get('wise_ft'), run.get('wise_ft_pretrained')
+    model = models.get(tuple(start)) if curve and start else None
+    if model is None or any(p['alpha'] == 0. for p in curve):
+        return curve
+    return [dict(alpha=0., test=dict(model['test']),
+                 zero_shot_run=model['key'])] + list(curve)
+
+
+def _wise_ft_curve(runs: List[dict], id_name: str,
+                   models: Optional[Dict[tuple, dict]] = None
+                   ) -> Optional[dict]:
+    curves = [_curve_from_zero_shot(r, models or {}) for r in runs]
     if not any(curves):
         return None
     if not all(curves):
@@ -107,7 +170,13 @@ def _wise_ft_curve(runs: List[dict], id_name: str) -> Optional[dict]:
                            ood=mean_std([t[OOD_AVERAGE] for t in at]),
                            sets={name: mean_std([t[name] for t in at])
                                  for name in at[0]}))
-    return dict(alphas=alphas, points=points)
+    taken = sorted({p['zero_shot_run'] for curve in curves for p in curve
+                    if p.get('zero_shot_run')})
+    # alpha 0 is the zero-shot model when every seed's is
+    start = 'zero-shot' if all(r.get('wise_ft_pretrained') for r in runs) \
+        else 'pretrained'
+    return dict(alphas=alphas, points=points, start=start,
+                zero_shot_run=taken[0] if taken else None)
 
 
 def _summary(runs: List[dict], sets: Sequence[str], id_name: str) -> dict:
@@ -151,6 +220,8 @@ def build_report(runs: List[dict], id_name: str, ood: Sequence[str],
                              f'set(s) {missing} (it has '
                              f'{sorted(run["test"])})')
     names, strength_names = names or {}, strength_names or {}
+    models = _zero_shot_models(runs)
+    zero_shot_keys = {m['key'] for m in models.values()}
     methods = []
     for key in dict.fromkeys(r['method'] for r in runs):
         members = [r for r in runs if r['method'] == key]
@@ -166,15 +237,21 @@ def build_report(runs: List[dict], id_name: str, ood: Sequence[str],
         knob = strength_names.get(key, 'strength')
         setting = ('' if choice['strength'] is None else
                    f'{knob}={_strength_tag(choice["strength"])}')
+        zero_shot = None
+        if key in zero_shot_keys:
+            zero_shot = list(chosen[0]['zero_shot'])
+            setting = 'no training'
         methods.append(dict(
             key=key, name=names.get(key, key), setting=setting,
             strength=choice['strength'], grid=choice['grid'],
-            reference=key in references,
+            reference=key in references, zero_shot=zero_shot,
             runs=[dict(seed=r['seed'], val=r['val'], source=r['source'],
                        test=r['test'], id=r['test'][id_name],
                        ood=r['test'][OOD_AVERAGE]) for r in chosen],
             summary=_summary(chosen, sets, id_name),
-            wise_ft=_wise_ft_curve(chosen, id_name)))
+            wise_ft=_wise_ft_curve(chosen, id_name, models)))
+    # the zero-shot row first: every zero-shot-head curve starts there
+    methods.sort(key=lambda m: m['zero_shot'] is None)
     wise_rows = []
     if wise_ft_alpha is not None:
         for row in methods:
@@ -203,17 +280,20 @@ def _cell(stats: Optional[dict]) -> str:
 
 
 def table_rows(report: dict) -> List[List[str]]:
-    """Header and one row per method (compared, then WiSE-FT, then
-    references): method, setting, ID val, ID test, each OOD set, OOD avg,
-    seeds."""
+    """Header and one row per method (zero-shot, compared, then WiSE-FT,
+    then references): method, setting, ID val, ID test, each OOD set, OOD
+    avg, seeds (for the zero-shot row: its test runs)."""
     sets = report['sets']
     header = (['method', 'setting', 'ID val', f'ID test ({report["id"]})']
               + [s if s != OOD_AVERAGE else 'OOD avg' for s in sets[1:]]
               + ['seeds'])
     rows = [header]
-    ordered = ([m for m in report['methods'] if not m['reference']]
+    zero_shot = [m for m in report['methods']
+                 if m.get('zero_shot') is not None]
+    others = [m for m in report['methods'] if m.get('zero_shot') is None]
+    ordered = (zero_shot + [m for m in others if not m['reference']]
                + report['wise_ft_rows']
-               + [m for m in report['methods'] if m['reference']])
+               + [m for m in others if m['reference']])
     for row in ordered:
         summary = row['summary']
         name = f'{row["name"]} (reference)' if row.get('reference') \

@@ -123,7 +123,7 @@ def _curve_metric(metrics: Dict[str, float], id_name: str,
                                  f'{sorted(metrics)}')
         return metric
     for key in metrics:
-        name, candidate = key.split('/', 1)
+        name, _, candidate = key.partition('/')
         if name == id_name and f'{OOD_AVERAGE}/{candidate}' in metrics:
             return candidate
     raise ValueError(f'The test results have no metric of the ID set '
@@ -148,17 +148,26 @@ def alpha_tag(alpha: float) -> str:
     return f'{alpha:.3f}'.rstrip('0').rstrip('.') if alpha else '0'
 
 
-def _test_alpha(cfg: Config, state: Dict[str, torch.Tensor], alpha: float,
-                work_dir: str) -> dict:
+def runner_with_weights(cfg: Config, state: Dict[str, torch.Tensor]):
+    """The Runner of ``cfg`` (its ``load_from`` and ``resume`` dropped)
+    with ``state`` loaded strictly into its model: exactly these weights,
+    ready for ``runner.test()``."""
     cfg = cfg.copy()
-    cfg.work_dir = osp.join(work_dir, f'alpha_{alpha_tag(alpha)}')
-    cfg.experiment_name = f'wise_ft_{alpha_tag(alpha)}_{uuid.uuid4().hex[:8]}'
     cfg.load_from = None
     cfg.resume = False
     runner = build_runner(cfg)
     model = runner.model.module if is_model_wrapper(runner.model) \
         else runner.model
     load_state_dict(model, state, strict=True)
+    return runner
+
+
+def _test_alpha(cfg: Config, state: Dict[str, torch.Tensor], alpha: float,
+                work_dir: str) -> dict:
+    cfg = cfg.copy()
+    cfg.work_dir = osp.join(work_dir, f'alpha_{alpha_tag(alpha)}')
+    cfg.experiment_name = f'wise_ft_{alpha_tag(alpha)}_{uuid.uuid4().hex[:8]}'
+    runner = runner_with_weights(cfg, state)
     metrics = runner.test()
     return dict(alpha=alpha,
                 metrics={k: float(v) for k, v in metrics.items()

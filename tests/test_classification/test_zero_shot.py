@@ -15,13 +15,11 @@ from mmspd.classification.zero_shot import (HEAD_BIAS, HEAD_WEIGHT,
 from mmspd.engine.strict_loading import check_pretrained_loaded
 from tests.test_classification.openai_clip_reference import \
     random_openai_clip_state_dict
+from tests.test_robust_ft.zero_shot_runs import TINY, TINY_VIT
 from tests.tool_modules import REPO, load_tool
 
 open_clip = pytest.importorskip('open_clip')
 
-TINY = dict(width=64, layers=2, patch=8, resolution=32, embed_dim=32,
-            text_width=64, text_layers=2, context_length=77,
-            vocab_size=49408)
 NAMES = ['cat', 'crème brûlée', "jack-o'-lantern", 'The Eiffel Tower']
 #: |difference| / max |reference| allowed (float32 rounding is ~1e-7)
 RELATIVE = 1e-5
@@ -55,9 +53,7 @@ def clip_files(tmp_path_factory):
 
 def _config(name, backbone, head, num_classes=len(NAMES)):
     cfg = Config.fromfile(osp.join(REPO, 'configs', f'{name}.py'))
-    cfg.model.backbone.update(
-        arch=dict(embed_dims=64, num_layers=2, num_heads=1,
-                  feedforward_channels=256), img_size=32, patch_size=8)
+    cfg.model.backbone.update(arch=TINY_VIT, img_size=32, patch_size=8)
     cfg.model.backbone.init_cfg.checkpoint = backbone
     cfg.model.head.update(in_channels=64, num_classes=num_classes)
     cfg.model.head.init_cfg.checkpoint = head

@@ -129,3 +129,102 @@ def test_missing_set_is_an_error(runs):
     with pytest.raises(ValueError, match=r"Run 'spd/0\.1/0' has no result "
                        r"for the set\(s\) \['clipart'\]"):
         build_report(runs, 'real', OOD, 'accuracy/top1')
+
+
+CLIP = ["backbone <- clip.pth (prefix 'backbone')",
+        "head <- zeroshot-head.pth (prefix 'head')"]
+
+
+def zero_shot_run(id_acc, ood, sources=CLIP, source='zero_shot'):
+    return dict(run('zero-shot', None, None, None, id_acc, ood),
+                zero_shot=list(sources), source=source)
+
+
+def zero_shot_head_runs(alpha_0=False, start=CLIP):
+    """Two seeds of an SPD run of a zero-shot-head config, each with a
+    WiSE-FT sweep (alpha 0 tested or not) whose alpha 0 is ``start``'s
+    model."""
+    points = [(0.5, 68., 52.), (1., 70., 45.)]
+    runs_out = []
+    for seed, shift in ((0, 0.), (1, 2.)):
+        sweep = ([(0., 60. + shift, 56. + shift)] if alpha_0 else []) + [
+            (a, i + shift, o + shift) for a, i, o in points]
+        runs_out.append(dict(
+            run('spd_zs', 1.0, seed, 80. + shift, 70. + shift,
+                (40. + shift, 50. + shift), curve(*sweep)),
+            wise_ft_pretrained=list(start) if start else None))
+    return runs_out
+
+
+def test_zero_shot_row_starts_the_wise_ft_curve():
+    zero = zero_shot_run(61., (50., 60.))
+    report = build_report([*zero_shot_head_runs(), zero], 'real', OOD,
+                          'accuracy/top1')
+    row, spd = report['methods']  # the zero-shot row first
+    assert row['key'] == 'zero-shot' and row['zero_shot'] == CLIP
+    assert row['setting'] == 'no training' and row['strength'] is None
+    assert row['summary']['real']['mean'] == 61.
+    assert row['summary']['ood_avg']['mean'] == 55.
+    assert row['summary']['val'] is None and not row['reference']
+    # the sweeps did not test alpha 0: it is the zero-shot row's numbers
+    wise = spd['wise_ft']
+    assert wise['alphas'] == [0., 0.5, 1.]
+    assert wise['start'] == 'zero-shot'
+    assert wise['zero_shot_run'] == 'zero-shot'
+    start = wise['points'][0]
+    assert start['id']['mean'] == 61. and start['ood']['mean'] == 55.
+    assert start['sets']['sketch']['mean'] == 50. and start['n'] == 2
+    assert wise['points'][1]['id']['mean'] == 69.  # seeds' mean
+    assert spd['zero_shot'] is None
+    # table, markdown and CSV: the zero-shot row first
+    text = format_text(report).splitlines()
+    assert text[2].split()[:3] == ['zero-shot', 'no', 'training']
+    assert '61.0' in text[2]
+    assert text[3].startswith('spd_zs ')
+    rows = list(csv.DictReader(io.StringIO(format_csv(report))))
+    assert [r['method'] for r in rows] == ['zero-shot', 'spd_zs',
+                                           'spd_zs + WiSE-FT']
+    assert float(rows[0]['clipart_mean']) == 60.
+    assert rows[0]['val_mean'] == ''
+    assert format_markdown(report).splitlines()[2].startswith(
+        '| zero-shot | no training | - | 61.0 |')
+
+
+def test_a_tested_alpha_0_is_kept_and_other_curves_are_not_extended():
+    zero = zero_shot_run(61., (50., 60.))
+    # alpha 0 in the sweep: its own numbers (the same weights)
+    report = build_report([*zero_shot_head_runs(alpha_0=True), zero],
+                          'real', OOD, 'accuracy/top1')
+    wise = report['methods'][1]['wise_ft']
+    assert wise['points'][0]['id']['mean'] == 61.  # mean of 60 and 62
+    assert wise['points'][0]['ood']['mean'] == 57.
+    assert wise['start'] == 'zero-shot' and wise['zero_shot_run'] is None
+    # alpha 0 of another model (fine-tuned head, or another CLIP): no
+    # zero-shot start
+    for start in (None, ["backbone <- other.pth (prefix 'backbone')"]):
+        report = build_report([*zero_shot_head_runs(start=start), zero],
+                              'real', OOD, 'accuracy/top1')
+        wise = report['methods'][1]['wise_ft']
+        assert wise['alphas'] == [0.5, 1.]
+        assert wise['zero_shot_run'] is None
+        assert wise['start'] == ('zero-shot' if start else 'pretrained')
+    # no zero-shot row: nothing changes
+    report = build_report(zero_shot_head_runs(), 'real', OOD,
+                          'accuracy/top1')
+    assert [m['key'] for m in report['methods']] == ['spd_zs']
+    assert report['methods'][0]['wise_ft']['alphas'] == [0.5, 1.]
+
+
+def test_zero_shot_runs_of_two_models_or_mixed_with_training_are_errors():
+    with pytest.raises(ValueError, match=r"zero-shot runs of 'zero-shot' "
+                       r"test different pretrained models: .*other\.pth"):
+        build_report([zero_shot_run(61., (50., 60.)),
+                      zero_shot_run(61., (50., 60.), ['x <- other.pth'])],
+                     'real', OOD, 'accuracy/top1')
+    trained = dict(run('zero-shot', None, 0, 70., 70., (40., 50.)),
+                   source='trained')
+    with pytest.raises(ValueError, match=r"Method 'zero-shot' has "
+                       r"zero-shot runs and runs of trained models "
+                       r"\['trained'\]"):
+        build_report([zero_shot_run(61., (50., 60.)), trained], 'real',
+                     OOD, 'accuracy/top1')

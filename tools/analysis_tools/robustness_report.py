@@ -11,7 +11,9 @@ Each WORK_DIR is a run or a folder of runs: every folder holding a
 config, run with ``--work-dir`` = the training work dir) is one run; its
 config dump gives the method (config name), the strength and the seed,
 its training log the ID validation score, and ``wise_ft/wise_ft.json``
-(``tools/analysis_tools/wise_ft.py``) its WiSE-FT curve. Runs are grouped by
+(``tools/analysis_tools/wise_ft.py``) its WiSE-FT curve; a test of the
+zero-shot model (``tools/test.py CONFIG --zero-shot``) is the zero-shot row,
+where the WiSE-FT curves of zero-shot-head configs start. Runs are grouped by
 method, each method's strength is picked on ID validation only, and one
 table (mean +- std over seeds) is printed and written to
 ``DIR/robustness_report.{md,csv,json}``, with the ID-vs-OOD scatter

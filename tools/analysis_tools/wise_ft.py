@@ -12,7 +12,10 @@ CONFIG is the config the checkpoint was trained with: its ``init_cfg`` /
 checkpoints of any full fine-tuning method (AdamW, L2-SP, AdamSPD), so
 "SPD + WiSE-FT" is this one command. The head has no pretrained value: by
 default the fine-tuned head is used at every alpha; ``--zero-shot-head``
-gives a head to interpolate from instead. ``alpha = 1`` reproduces
+gives a head to interpolate from instead. A ``*_zeroshot-head.py`` config
+loads CLIP's zero-shot head, so its head is interpolated from that value
+and ``alpha = 0`` is the zero-shot model (the numbers of ``tools/test.py
+CONFIG --zero-shot``). ``alpha = 1`` reproduces
 ``tools/test.py`` exactly. Writes ``DIR/wise_ft.json``, ``DIR/wise_ft.png``
 and one test run per alpha under ``DIR/alpha_<alpha>/`` (default DIR:
 ``<checkpoint's folder>/wise_ft``, which

@@ -18,7 +18,8 @@ configs load through the head's ``init_cfg`` (``prefix='head'``).
 checks the class count and the head's shape against that config's head.
 ``--model-out`` also writes the zero-shot *model* (the converted CLIP image
 encoder plus this head, every tensor of the classifier), to evaluate it
-with ``tools/test.py CONFIG MODEL.pth`` without training.
+with ``tools/test.py CONFIG MODEL.pth`` without training: the numbers of
+``tools/test.py CONFIG --zero-shot``, which needs no such file.
 """
 import argparse
 import os
