@@ -83,6 +83,11 @@ ALEXNET_ERRORS: Dict[str, Tuple[float, ...]] = {
 ALEXNET_CLEAN_ERROR = 100.0 - 56.522
 
 
+#: What an evaluator reports for a metric it cannot compute on a set
+#: (mmdet's ``CocoMetric``: an AP over an area range without ground truth).
+NOT_COMPUTABLE = -1.0
+
+
 def sweep_set_name(corruption: str, severity: int) -> str:
     """The name of one sweep set: ``'fog-3'``."""
     return f'{corruption}-{severity}'
@@ -256,17 +261,28 @@ def sweep_summary(metrics: Dict[str, float], id_name: str,
         ``len(corruptions) * len(severities)`` sets), ``rPC/m`` (= 100 *
         mPC / P, in %) and ``<corruption>-avg/m``; ``notes`` are the lines to
         log about what was left out. rPC is left out (and noted) when P is 0
-        or not finite: the ratio would be inf or NaN.
+        or not finite: the ratio would be inf or NaN. A metric that is
+        :data:`NOT_COMPUTABLE` in the clean set or any sweep set is left out
+        (and noted): -1 is no score to average.
     """
     names = [sweep_set_name(c, s) for c in corruptions for s in severities]
     summary: Dict[str, float] = {}
     notes: List[str] = []
-    chosen = summary_metrics(metrics, id_name, names)
+    numeric = summary_metrics(metrics, id_name, names)
     skipped = [m for m, v in _set_metrics(metrics, id_name).items()
-               if _is_number(v) and m not in chosen]
+               if _is_number(v) and m not in numeric]
     if skipped:
         notes.append(f'Corruption summary: {skipped} left out, not a number '
                      f'in every sweep set')
+    undefined = [m for m in numeric if any(
+        float(metrics[f'{n}/{m}']) == NOT_COMPUTABLE
+        for n in [id_name, *names])]
+    if undefined:
+        notes.append(f'Corruption summary: {undefined} left out, not '
+                     f'computable in some set (the evaluator reported '
+                     f'{NOT_COMPUTABLE}, e.g. CocoMetric without objects of '
+                     f'that size)')
+    chosen = [m for m in numeric if m not in undefined]
     for metric in chosen:
         clean = float(metrics[f'{id_name}/{metric}'])
         values = [float(metrics[f'{n}/{metric}']) for n in names]

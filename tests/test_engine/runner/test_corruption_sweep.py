@@ -154,6 +154,22 @@ def test_only_numbers_every_sweep_set_has_are_summarised():
                      "every sweep set"]
 
 
+def test_cocometrics_minus_one_is_not_averaged():
+    # CocoMetric reports -1 for an AP it cannot compute (no ground-truth
+    # object of that size in the set): not a score to average or divide by
+    corruptions, severities = ('fog', ), (1, 2)
+    metrics = _metrics(np.full((1, 2), 0.3), corruptions, severities, 0.4,
+                       'coco/bbox_mAP')
+    metrics.update({'clean/coco/bbox_mAP_s': -1.0,
+                    'fog-1/coco/bbox_mAP_s': -1.0,
+                    'fog-2/coco/bbox_mAP_s': -1.0})
+    summary, notes = sweep_summary(metrics, 'clean', corruptions, severities)
+    assert sorted(summary) == ['P/coco/bbox_mAP', 'fog-avg/coco/bbox_mAP',
+                               'mPC/coco/bbox_mAP', 'rPC/coco/bbox_mAP']
+    assert len(notes) == 1 and "['coco/bbox_mAP_s']" in notes[0]
+    assert 'not computable' in notes[0]
+
+
 def test_the_augmix_alexnet_means_are_ours():
     for corruption, mean in zip(BENCHMARK_CORRUPTIONS, AUGMIX_ALEXNET_ERR):
         assert np.mean(ALEXNET_ERRORS[corruption]) == pytest.approx(
