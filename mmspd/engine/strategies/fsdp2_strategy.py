@@ -107,6 +107,19 @@ def _matching_modules(model: nn.Module, names: Sequence[str],
     return found[::-1]
 
 
+#: Why a sharded model cannot be deep-copied, and what does it.
+DEEPCOPY_REFUSAL = (
+    'FSDP2Strategy: the sharded model cannot be deep-copied (FSDP2 '
+    'modules do not allow it). A hook that copies the model, such as '
+    "mmengine's EMAHook (its averaged model is a deep copy), cannot run "
+    'under FSDP2Strategy: remove it from custom_hooks to shard the model, '
+    'or train this config with data parallelism (no strategy) to keep it')
+
+
+def _refuse_deepcopy(module, memo):
+    raise ValueError(DEEPCOPY_REFUSAL)
+
+
 def _checkpointed_forward(forward: Callable, *args, **kwargs):
     """``forward`` under non-reentrant activation checkpointing: its
     activations are recomputed in backward instead of kept."""
@@ -442,6 +455,9 @@ class FSDP2Strategy(DDPStrategy):
         fully_shard(model, mesh=mesh, mp_policy=self.mp_policy,
                     offload_policy=offload_policy,
                     reshard_after_forward=False)
+        # FSDP2's own refusal names neither the strategy nor the hook; the
+        # class is the one fully_shard made for this model's type
+        type(model).__deepcopy__ = _refuse_deepcopy
         if self._meta_built:
             self._fill_from_rank0(model, source, device)
         _tell_data_preprocessors(model, device)

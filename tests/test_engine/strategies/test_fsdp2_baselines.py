@@ -2,13 +2,17 @@
 with SPDMonitorHook (its own reference weights, saved in the sharded
 checkpoint and resumed), and hooks FSDP2 cannot serve (EMAHook), refused
 before training with the hook named."""
+import os
 import os.path as osp
+import subprocess
+import sys
 
 import pytest
 from mmengine.config import Config
 
 from mmspd.engine.launch import build_runner
 from tests.dataset_files import write_custom_classification_set
+from tests.distributed import free_port
 from tests.test_engine.strategies.test_fsdp2_strategy import (CONFIGS, MAX_ITERS,
                                                    _initial_weights,
                                                    _spd_scalars, _start,
@@ -68,3 +72,41 @@ def test_ema_hook_is_refused_before_training(hook, tmp_path):
         build_runner(_fsdp2_config(tmp_path, hook))
     message = str(error.value)
     assert 'EMAHook' in message and 'FSDP2Strategy' in message
+
+
+# mmengine's own entry point, without mmspd's build_runner: the sharded
+# model refuses the deep copy EMAHook makes, naming the hook, before the
+# first iteration
+FROM_CFG_WORKER = """
+import sys
+from mmengine.config import Config
+from mmengine.runner import FlexibleRunner
+cfg = Config.fromfile(sys.argv[1])
+cfg.launcher = 'pytorch'
+FlexibleRunner.from_cfg(cfg).train()
+"""
+
+
+@pytest.mark.slow
+def test_ema_hook_through_flexible_runner_from_cfg_is_a_clear_error(
+        tmp_path):
+    data_root = write_custom_classification_set(str(tmp_path / 'data'))
+    cfg = _fsdp2_config(tmp_path / 'work', dict(type='EMAHook'))
+    cfg.train_dataloader.dataset.data_root = data_root
+    cfg.val_dataloader.dataset.data_root = data_root
+    config = str(tmp_path / 'ema_fsdp2.py')
+    cfg.dump(config)
+    worker = tmp_path / 'from_cfg.py'
+    worker.write_text(FROM_CFG_WORKER)
+    env = dict(os.environ, OMP_NUM_THREADS='1', CUDA_VISIBLE_DEVICES='',
+               PYTHONPATH=REPO)
+    proc = subprocess.run(
+        [sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node=2',
+         f'--master_port={free_port()}', str(worker), config],
+        cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        text=True, timeout=300)
+    assert proc.returncode != 0
+    assert 'FSDP does not support deepcopy' not in proc.stdout
+    assert 'EMAHook' in proc.stdout and 'FSDP2Strategy' in proc.stdout, \
+        proc.stdout[-3000:]
+    assert 'Iter(train)' not in proc.stdout  # before the first iteration
