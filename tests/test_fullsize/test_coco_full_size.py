@@ -1,4 +1,5 @@
-"""configs/coco_spd.py as shipped, at full size, through the real tools.
+"""configs/coco_spd.py (and its AdamW / L2-SP baselines) as shipped, at
+full size, through the real tools.
 
 The full Mask R-CNN Swin-T FPN with the config's pipeline (images resized
 to 1333x800), optimizer, hooks and test loop; a "pretrained" Swin-T file in
@@ -8,7 +9,8 @@ JSON files with boxes and polygons, JPEG files of 128x96 pixels).
 ``tools/train.py`` runs 2 training iterations (2 images, batch 1, one
 epoch), ``tools/test.py`` evaluates the checkpoint on the clean val set and
 2 corruptions x 2 severities of the config's corruption sweep, and
-``tools/dist_train.sh`` trains the same config on 2 CPU processes (gloo).
+``tools/dist_train.sh`` trains the same config on 2 CPU processes (gloo);
+coco_adamw.py and coco_l2sp.py train 1 iteration and test on 2 sets.
 Overridden: data paths, batch size, worker counts, epochs, the sweep's
 corruptions and severities, and the test score threshold: the heads'
 classifier starts near uniform over 81 classes (about 0.012 each), under
@@ -142,3 +144,36 @@ def test_dist_train_on_two_cpu_processes(coco, tmp_path):
         state = torch.load(f.read().strip(), map_location='cpu',
                            weights_only=False)
     assert state['meta']['iter'] == 2
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('name', ['coco_adamw', 'coco_l2sp'])
+def test_the_baseline_configs_train_and_test_at_full_size(coco, tmp_path,
+                                                          name):
+    """The AdamW and L2-SP configs as shipped: 1 iteration (both training
+    images in one batch), then tools/test.py on the clean set and one
+    corrupted set."""
+    _, data, swin = coco
+    config_file = osp.join(REPO, 'configs', f'{name}.py')
+    options = _options(data, swin, batch_size=2)
+    start = time.perf_counter()
+    load_tool('train.py').main(
+        [config_file, '--work-dir', str(tmp_path / 'train'),
+         '--cfg-options', *to_cli(options)])
+    with open(osp.join(str(tmp_path / 'train'), 'last_checkpoint')) as f:
+        checkpoint = f.read().strip()
+    state = torch.load(checkpoint, map_location='cpu', weights_only=False)
+    assert state['meta']['iter'] == 1
+    anchored = [s for s in state['optimizer']['state'].values()
+                if 'anchor' in s]
+    assert (len(anchored) > 100) == (name == 'coco_l2sp')
+    options.update({'test_cfg.corruption_sweep.corruptions': ['contrast'],
+                    'test_cfg.corruption_sweep.severities': [3]})
+    metrics = load_tool('test.py').main(
+        [config_file, checkpoint, '--work-dir', str(tmp_path / 'test'),
+         '--cfg-options', *to_cli(options)])
+    print(f'{name}.py: 1 training iteration, validation and a test on 2 '
+          f'sets took {time.perf_counter() - start:.0f} s')
+    for metric in METRICS:
+        for set_name in ('clean', 'contrast-3', 'P', 'mPC'):
+            assert 0.0 <= metrics[f'{set_name}/{metric}'] <= 1.0
