@@ -20,22 +20,12 @@ import sys
 import torch
 import torch.distributed as dist
 
-REPO = osp.abspath(osp.join(osp.dirname(__file__), '..', '..', '..'))
-sys.path.insert(0, REPO)
+sys.path.insert(0, osp.abspath(osp.join(osp.dirname(__file__), '..', '..',
+                                       '..')))
+from tests.test_engine.strategies.tiny_vit_worker import (  # noqa: E402
+    start_tiny_vit_worker, tiny_vit_batch)
 
 STEPS, SAVED_AT = 4, 2
-
-
-def _batch(step: int, rank: int, world: int):
-    from mmpretrain.structures import DataSample
-    g = torch.Generator().manual_seed(100 + step)
-    images = torch.randint(0, 255, (4, 1, 32, 32), generator=g,
-                           dtype=torch.uint8)
-    labels = torch.randint(0, 3, (4, ), generator=g)
-    mine = range(rank, 4, world)
-    return dict(inputs=[images[i] for i in mine],
-                data_samples=[DataSample().set_gt_label(labels[i])
-                              for i in mine])
 
 
 def _prepare(work_dir: str, model_cfg):
@@ -55,7 +45,8 @@ def _prepare(work_dir: str, model_cfg):
 def _train(model, wrapper, steps):
     for step in steps:
         data = model.data_preprocessor(
-            _batch(step, dist.get_rank(), dist.get_world_size()), True)
+            tiny_vit_batch(100 + step, dist.get_rank(),
+                           dist.get_world_size()), True)
         wrapper.update_params(model(**data, mode='loss')['loss'])
 
 
@@ -97,21 +88,10 @@ class CountingLoads:
 
 
 def main():
-    from mmengine.config import Config
-    from mmengine.registry import init_default_scope
-
-    import mmpretrain.models  # noqa: F401 (registers the ViT)
-    import mmspd  # noqa: F401
-    work_dir, out = sys.argv[1], sys.argv[2]
-    dist.init_process_group('gloo')
-    init_default_scope('mmpretrain')
-    cfg = Config.fromfile(osp.join(REPO, 'tests', 'data', 'configs',
-                                   'tiny_vit_ddp.py'))
-    cfg.model.data_preprocessor = cfg.data_preprocessor
-    cfg.model.head.init_cfg = dict(type='Normal', layer='Linear', std=0.1)
+    work_dir, out, model_cfg = start_tiny_vit_worker()
     checkpoint = osp.abspath(osp.join(work_dir, 'full.pth'))
 
-    strategy, model, wrapper = _prepare(work_dir, cfg.model)
+    strategy, model, wrapper = _prepare(work_dir, model_cfg)
     _train(model, wrapper, range(SAVED_AT))
     for group in wrapper.optimizer.param_groups:
         group['lr'] *= 0.5  # as a schedule would
@@ -119,7 +99,7 @@ def main():
     _train(model, wrapper, range(SAVED_AT, STEPS))
     uninterrupted = _full_state(model, wrapper.optimizer)
 
-    strategy, model, wrapper = _prepare(work_dir, cfg.model)
+    strategy, model, wrapper = _prepare(work_dir, model_cfg)
     with CountingLoads(checkpoint) as loads:
         strategy.resume(checkpoint)
     _train(model, wrapper, range(SAVED_AT, STEPS))

@@ -19,22 +19,12 @@ import sys
 import torch
 import torch.distributed as dist
 
-REPO = osp.abspath(osp.join(osp.dirname(__file__), '..', '..', '..'))
-sys.path.insert(0, REPO)
+sys.path.insert(0, osp.abspath(osp.join(osp.dirname(__file__), '..', '..',
+                                       '..')))
+from tests.test_engine.strategies.tiny_vit_worker import (  # noqa: E402
+    start_tiny_vit_worker, tiny_vit_batch)
 
 LAYER = 'TransformerEncoderLayer'
-
-
-def _batch(rank: int, world: int):
-    from mmpretrain.structures import DataSample
-    g = torch.Generator().manual_seed(3)
-    images = torch.randint(0, 255, (4, 1, 32, 32), generator=g,
-                           dtype=torch.uint8)
-    labels = torch.randint(0, 3, (4, ), generator=g)
-    mine = range(rank, 4, world)
-    return dict(inputs=[images[i] for i in mine],
-                data_samples=[DataSample().set_gt_label(labels[i])
-                              for i in mine])
 
 
 def _run(work_dir: str, model_cfg, save_as=False, **strategy_args):
@@ -53,7 +43,7 @@ def _run(work_dir: str, model_cfg, save_as=False, **strategy_args):
     layer.ffn.register_forward_pre_hook(
         lambda m, args: seen['ffn_input_dtypes'].append(str(args[0].dtype)))
     data = model.data_preprocessor(
-        _batch(dist.get_rank(), dist.get_world_size()), True)
+        tiny_vit_batch(3, dist.get_rank(), dist.get_world_size()), True)
     loss = model(**data, mode='loss')['loss']
     loss.backward()
     grads = {n: p.grad.full_tensor().clone()
@@ -79,25 +69,13 @@ def _diff(a: dict, b: dict) -> float:
 
 
 def main():
-    from mmengine.config import Config
-    from mmengine.registry import init_default_scope
-
-    import mmpretrain.models  # noqa: F401 (registers the ViT)
-    import mmspd  # noqa: F401
-    work_dir, out = sys.argv[1], sys.argv[2]
-    dist.init_process_group('gloo')
-    init_default_scope('mmpretrain')
-    cfg = Config.fromfile(osp.join(REPO, 'tests', 'data', 'configs',
-                                   'tiny_vit_ddp.py'))
-    cfg.model.data_preprocessor = cfg.data_preprocessor
-    # a non-zero head, so the backbone gets gradients
-    cfg.model.head.init_cfg = dict(type='Normal', layer='Linear', std=0.1)
-    plain, plain_grads = _run(work_dir, cfg.model, save_as=True,
+    work_dir, out, model_cfg = start_tiny_vit_worker()
+    plain, plain_grads = _run(work_dir, model_cfg, save_as=True,
                               shard_modules=[LAYER])
-    ac, ac_grads = _run(work_dir, cfg.model, shard_modules=[LAYER],
+    ac, ac_grads = _run(work_dir, model_cfg, shard_modules=[LAYER],
                         activation_checkpointing=[LAYER])
     mixed, mixed_grads = _run(
-        work_dir, cfg.model, shard_modules=[LAYER],
+        work_dir, model_cfg, shard_modules=[LAYER],
         activation_checkpointing=[LAYER],
         mixed_precision=dict(param_dtype='bfloat16', reduce_dtype='float32'))
     scale = max(g.abs().max().item() for g in plain_grads.values())
