@@ -22,38 +22,21 @@
 #   the 15 ImageNet-C benchmark corruptions at severities 1-5 (Michaelis et
 #   al. 2019's protocol: P = clean AP, mPC = mean AP over the 75 corrupted
 #   sets, rPC = mPC / P), box and mask AP from mmdet's CocoMetric.
-_base_ = 'mmdet::swin/mask-rcnn_swin-t-p4-w7_fpn_1x_coco.py'
+_base_ = ['mmdet::swin/mask-rcnn_swin-t-p4-w7_fpn_1x_coco.py',
+           './swin-t_in1k_pretrained.py']
 custom_imports = dict(imports=['mmspd', 'mmspd.detection'],
                       allow_failed_imports=False)
 
-# A local copy works too: --cfg-options model.backbone.init_cfg.checkpoint=PATH
-swin_t_checkpoint = ('https://download.openmmlab.com/mmsegmentation/v0.5/'
-                     'pretrain/swin/'
-                     'swin_tiny_patch4_window7_224_20220317-1cdeb081.pth')
+# The Swin-T file and the strict pretrained-loading check (what may differ
+# between the classifier's file and mmdet's backbone):
+# ./swin-t_in1k_pretrained.py.
 model = dict(
     backbone=dict(
         convert_weights=False,
-        init_cfg=dict(type='Pretrained', checkpoint=swin_t_checkpoint)))
-
-# StrictLoadingHook (mmspd/engine/strict_loading.py): before the first step
-# every backbone tensor must hold the checkpoint's value, and every tensor
-# of the checkpoint must be used, except the known differences between the
-# ImageNet classifier's file and mmdet's backbone: the four output norms
-# norm0..norm3 exist only in the detection backbone (they start at
-# LayerNorm's ones/zeros), and the classifier's final norm and the shifted
-# blocks' attention masks (mmdet computes them in the forward pass) are not
-# used. A load_from / test checkpoint must match the model exactly.
-# Opt-out: --cfg-options strict_loading.pretrained=False (or
-# load_from=False), or more patterns in the *_ok lists.
+        init_cfg=dict(type='Pretrained',
+                      checkpoint={{_base_.swin_t_checkpoint}})))
 custom_hooks = [dict(type='StrictLoadingHook'),
                 dict(type='ClassCountCheckHook')]
-strict_loading = dict(
-    pretrained=True,
-    load_from=True,
-    pretrained_missing_ok=['backbone.norm[0-3].weight',
-                           'backbone.norm[0-3].bias'],
-    pretrained_unexpected_ok=['backbone.norm.weight', 'backbone.norm.bias',
-                              'backbone.stages.*.attn_mask'])
 
 dataset_type = 'CheckedCocoDataset'
 train_dataloader = dict(dataset=dict(type=dataset_type))

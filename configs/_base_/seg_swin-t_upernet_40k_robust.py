@@ -18,36 +18,18 @@ _base_ = [
     'mmseg::_base_/models/upernet_swin.py',
     'mmseg::_base_/default_runtime.py',
     'mmseg::_base_/schedules/schedule_40k.py',
+    './swin-t_in1k_pretrained.py',
 ]
 custom_imports = dict(imports=['mmspd', 'mmspd.segmentation'],
                       allow_failed_imports=False)
 
-# A local copy works too: --cfg-options model.backbone.init_cfg.checkpoint=PATH
-swin_t_checkpoint = ('https://download.openmmlab.com/mmsegmentation/v0.5/'
-                     'pretrain/swin/'
-                     'swin_tiny_patch4_window7_224_20220317-1cdeb081.pth')
+# The Swin-T file and the strict pretrained-loading check (what may differ
+# between the classifier's file and mmseg's backbone):
+# ./swin-t_in1k_pretrained.py.
 model = dict(
-    backbone=dict(
-        init_cfg=dict(type='Pretrained', checkpoint=swin_t_checkpoint)))
-
-# StrictLoadingHook (mmspd/engine/strict_loading.py): before the first step
-# every backbone tensor must hold the checkpoint's value, and every tensor
-# of the checkpoint must be used, except the known differences between the
-# ImageNet classifier's file and mmseg's backbone: the four output norms
-# norm0..norm3 exist only in the segmentation backbone (they start at
-# LayerNorm's ones/zeros), and the classifier's final norm and the shifted
-# blocks' attention masks (a buffer mmseg recomputes) are not used.
-# A load_from / test checkpoint must match the model exactly. Opt-out:
-# --cfg-options strict_loading.pretrained=False (or load_from=False), or
-# more patterns in the *_ok lists.
+    backbone=dict(init_cfg=dict(type='Pretrained',
+                                checkpoint={{_base_.swin_t_checkpoint}})))
 custom_hooks = [dict(type='StrictLoadingHook')]
-strict_loading = dict(
-    pretrained=True,
-    load_from=True,
-    pretrained_missing_ok=['backbone.norm[0-3].weight',
-                           'backbone.norm[0-3].bias'],
-    pretrained_unexpected_ok=['backbone.norm.weight', 'backbone.norm.bias',
-                              'backbone.stages.*.attn_mask'])
 
 param_scheduler = [
     dict(type='LinearLR', start_factor=1e-6, by_epoch=False, begin=0,
